@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// The `tollgate` command: `serve` (the default) runs the gateway, `keys create` mints a team
+// key, `fake-upstream` runs the built-in fake OpenAI server (demos, benchmarks).
+import { parseArgs } from 'node:util';
+import { mintKey } from './teams/keys.js';
+
+const USAGE = `usage:
+  tollgate [serve] [--config PATH]        run the gateway (config: --config, TOLLGATE_CONFIG or config/tollgate.yaml)
+  tollgate keys create --team NAME         mint a key for a team; prints the key once and the config lines with its hash
+  tollgate fake-upstream [--port N] ...    run the built-in fake OpenAI-compatible upstream
+`;
+
+async function main(argv: string[]): Promise<void> {
+  const [command = 'serve', ...rest] = argv[0]?.startsWith('-') ? ['serve', ...argv] : argv;
+  switch (command) {
+    case 'serve': {
+      const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
+      const { serve } = await import('./main.js');
+      await serve(values.config === undefined ? {} : { configPath: values.config });
+      return;
+    }
+    case 'keys':
+      return keys(rest);
+    case 'fake-upstream': {
+      const { runFakeUpstreamCli } = await import('./fake-upstream/main.js');
+      await runFakeUpstreamCli(rest);
+      return;
+    }
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      process.stderr.write(`tollgate: unknown command '${command}'\n${USAGE}`);
+      process.exit(2);
+  }
+}
+
+function keys(args: string[]): void {
+  const [sub, ...rest] = args;
+  if (sub !== 'create') {
+    process.stderr.write(`tollgate: unknown keys command '${sub ?? ''}'\n${USAGE}`);
+    process.exit(2);
+  }
+  const { values } = parseArgs({ args: rest, options: { team: { type: 'string' } } });
+  const team = values.team;
+  if (!team || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(team)) {
+    process.stderr.write('tollgate: --team NAME is required (letters, digits, _ . -; up to 64 characters)\n');
+    process.exit(2);
+  }
+  const k = mintKey();
+  process.stdout.write(
+    `New key for team '${team}'. It is shown only this once; store it now:\n\n  ${k.key}\n\n` +
+      `The gateway keeps only its hash. Add these lines to config/tollgate.yaml:\n\n` +
+      `teams:\n  - name: ${team}\n    keys:\n      - id: ${k.id}\n        sha256: ${k.sha256}\n\n` +
+      `(For an existing team, add just the '- id: ... sha256: ...' entry under its keys.)\n`,
+  );
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`tollgate: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,28 @@
+// Default values, in one place so the README's configuration reference can point here.
+import type { ServerConfig, TimeoutsConfig } from './schema.js';
+
+export const DEFAULT_SERVER: ServerConfig = {
+  host: '127.0.0.1',
+  port: 8080,
+  bodyLimitBytes: 8 * 1024 * 1024,
+  shutdownTimeoutMs: 30_000,
+  trustProxy: false,
+  logPrompts: false,
+  logLevel: 'info',
+};
+
+export const DEFAULT_TIMEOUTS: TimeoutsConfig = {
+  connectMs: 5_000,
+  firstByteMs: 120_000,
+  idleMs: 60_000,
+  totalMs: 600_000,
+};
+
+export const DEFAULT_CONNECTIONS = 256;
+
+/** Base URLs used when a provider entry (or the zero-config environment) names none. */
+export const DEFAULT_BASE_URLS = {
+  openai: 'https://api.openai.com/v1',
+} as const;
+
+export const DEFAULT_CONFIG_PATH = 'config/tollgate.yaml';

@@ -1,0 +1,204 @@
+// Reads the YAML config (or builds one from the environment when there is no file),
+// interpolates ${ENV} references, validates it against the schema and returns a frozen
+// Config. Every problem is collected and reported at once, each with the path that holds it.
+import { existsSync, readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parseDocument } from 'yaml';
+import { DEFAULT_BASE_URLS, DEFAULT_CONFIG_PATH, DEFAULT_CONNECTIONS, DEFAULT_SERVER, DEFAULT_TIMEOUTS } from './defaults.js';
+import {
+  configFileSchema,
+  type Config,
+  type ModelConfig,
+  type ProviderConfig,
+  type TeamConfig,
+  type TimeoutsConfig,
+} from './schema.js';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`invalid config (${source}):\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface LoadOptions {
+  /** Explicit path (from --config); wins over TOLLGATE_CONFIG. */
+  path?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+type Env = NodeJS.ProcessEnv;
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+const ajv = new Ajv({ allErrors: true, strict: true });
+const validateFile = ajv.compile(configFileSchema);
+
+export function loadConfig(options: LoadOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const explicit = options.path ?? env.TOLLGATE_CONFIG;
+  const path = explicit ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
+  if (path === undefined) return finish(configFromEnvironment(env), 'environment', env);
+  if (!existsSync(path)) throw new ConfigError(path, [`file not found: ${path}`]);
+  return parseConfig(readFileSync(path, 'utf8'), path, env);
+}
+
+/** Parses and validates config text; exported for tests. */
+export function parseConfig(text: string, source: string, env: Env = process.env): Config {
+  const doc = parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      source,
+      doc.errors.map((e) => `YAML ${e.message.split('\n')[0] ?? ''}`),
+    );
+  }
+  const raw = (doc.toJS() ?? {}) as Json;
+  const problems: string[] = [];
+  const interpolated = interpolate(raw, '', env, problems);
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  if (!validateFile(interpolated)) {
+    throw new ConfigError(source, (validateFile.errors ?? []).map(describeAjvError));
+  }
+  return finish(interpolated as FileShape, source, env);
+}
+
+/** `${NAME}` or `${NAME:-default}` inside any string value. A missing variable without a default is an error. */
+function interpolate(value: Json, path: string, env: Env, problems: string[]): Json {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
+      const v = env[name];
+      if (v !== undefined && v !== '') return v;
+      if (fallback !== undefined) return fallback;
+      problems.push(`${path || '(root)'}: environment variable ${name} is not set (use \${${name}:-} to allow empty)`);
+      return '';
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, `${path}[${i}]`, env, problems));
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, Json> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, path ? `${path}.${k}` : k, env, problems);
+    return out;
+  }
+  return value;
+}
+
+function describeAjvError(e: ErrorObject): string {
+  const path =
+    e.instancePath
+      .split('/')
+      .slice(1)
+      .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+      .reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '') || '(root)';
+  const p = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return `${path}: unknown key '${String(p.additionalProperty)}'`;
+    case 'required':
+      return `${path}: missing required key '${String(p.missingProperty)}'`;
+    case 'enum':
+      return `${path}: must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'propertyNames':
+      return `${path}: invalid name '${String(p.propertyName)}'`;
+    default:
+      return `${path}: ${e.message ?? 'is invalid'}`;
+  }
+}
+
+interface FileShape {
+  server?: Partial<Config['server']>;
+  timeouts?: Partial<TimeoutsConfig>;
+  providers?: Record<
+    string,
+    {
+      type: 'openai';
+      baseUrl?: string;
+      apiKey?: string;
+      headers?: Record<string, string>;
+      timeouts?: Partial<TimeoutsConfig>;
+      connections?: number;
+    }
+  >;
+  models?: Record<string, { deployments: { provider: string; model?: string }[] }>;
+  teams?: { name: string; keys: { id: string; sha256: string }[]; models?: string[] }[];
+}
+
+/** Zero-config: providers from the provider keys in the environment, every model passed through. */
+function configFromEnvironment(env: Env): FileShape {
+  const providers: NonNullable<FileShape['providers']> = {};
+  if (env.OPENAI_API_KEY) {
+    providers.openai = {
+      type: 'openai',
+      apiKey: env.OPENAI_API_KEY,
+      baseUrl: env.OPENAI_BASE_URL ?? DEFAULT_BASE_URLS.openai,
+    };
+  }
+  const first = Object.keys(providers)[0];
+  return {
+    providers,
+    models: first ? { '*': { deployments: [{ provider: first }] } } : {},
+  };
+}
+
+function finish(file: FileShape, source: string, env: Env): Config {
+  const problems: string[] = [];
+  const server = { ...DEFAULT_SERVER, ...file.server };
+  if (env.TOLLGATE_HOST) server.host = env.TOLLGATE_HOST;
+  if (env.TOLLGATE_PORT) {
+    const port = Number(env.TOLLGATE_PORT);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) problems.push(`TOLLGATE_PORT: not a port: ${env.TOLLGATE_PORT}`);
+    else server.port = port;
+  }
+  if (env.TOLLGATE_LOG_LEVEL) server.logLevel = env.TOLLGATE_LOG_LEVEL;
+  const baseTimeouts = { ...DEFAULT_TIMEOUTS, ...file.timeouts };
+
+  const providers: Record<string, ProviderConfig> = {};
+  for (const [name, p] of Object.entries(file.providers ?? {})) {
+    providers[name] = Object.freeze({
+      name,
+      type: p.type,
+      baseUrl: (p.baseUrl ?? DEFAULT_BASE_URLS[p.type]).replace(/\/+$/, ''),
+      apiKey: p.apiKey === '' ? undefined : p.apiKey,
+      headers: { ...p.headers },
+      timeouts: { ...baseTimeouts, ...p.timeouts },
+      connections: p.connections ?? DEFAULT_CONNECTIONS,
+    });
+  }
+
+  const models: Record<string, ModelConfig> = {};
+  for (const [name, m] of Object.entries(file.models ?? {})) {
+    m.deployments.forEach((d, i) => {
+      if (!providers[d.provider]) {
+        problems.push(`models.${name}.deployments[${i}].provider: unknown provider '${d.provider}'`);
+      }
+    });
+    models[name] = Object.freeze({
+      name,
+      deployments: m.deployments.map((d) => ({ provider: d.provider, model: d.model ?? (name === '*' ? undefined : name) })),
+    });
+  }
+
+  const teams: TeamConfig[] = [];
+  const seenHashes = new Map<string, string>();
+  const seenTeams = new Set<string>();
+  (file.teams ?? []).forEach((t, ti) => {
+    if (seenTeams.has(t.name)) problems.push(`teams[${ti}].name: duplicate team '${t.name}'`);
+    seenTeams.add(t.name);
+    t.keys.forEach((k, ki) => {
+      const other = seenHashes.get(k.sha256);
+      if (other) problems.push(`teams[${ti}].keys[${ki}].sha256: the same key is already used by team '${other}'`);
+      seenHashes.set(k.sha256, t.name);
+    });
+    const allowed = t.models ?? ['*'];
+    allowed.forEach((m, mi) => {
+      if (m !== '*' && !models[m] && !models['*']) {
+        problems.push(`teams[${ti}].models[${mi}]: model '${m}' is not declared under models`);
+      }
+    });
+    teams.push(Object.freeze({ name: t.name, keys: t.keys.map((k) => ({ ...k })), models: [...allowed] }));
+  });
+
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return Object.freeze({ server: Object.freeze(server), providers, models, teams, source });
+}

@@ -1,0 +1,162 @@
+// GatewayError and the catalog of named constructors. Every error a client can see is made
+// here, so codes stay stable (the README lists them) and http/error-reply.ts is the only
+// place that turns one into OpenAI's `{error:{message,type,param,code}}` body.
+
+export interface GatewayErrorInit {
+  status: number;
+  code: string | null;
+  type: string;
+  message: string;
+  param?: string | null;
+  retryable?: boolean;
+  retryAfterMs?: number;
+  /** Extra response headers (Retry-After, x-should-retry, ...). Values are never user input. */
+  headers?: Record<string, string>;
+  cause?: unknown;
+}
+
+export class GatewayError extends Error {
+  readonly status: number;
+  readonly code: string | null;
+  readonly type: string;
+  readonly param: string | null;
+  readonly retryable: boolean;
+  readonly retryAfterMs: number | undefined;
+  readonly headers: Record<string, string>;
+
+  constructor(init: GatewayErrorInit) {
+    super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
+    this.name = 'GatewayError';
+    this.status = init.status;
+    this.code = init.code;
+    this.type = init.type;
+    this.param = init.param ?? null;
+    this.retryable = init.retryable ?? false;
+    this.retryAfterMs = init.retryAfterMs;
+    this.headers = init.headers ?? {};
+  }
+
+  toBody(): { error: { message: string; type: string; param: string | null; code: string | null } } {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+/** An error that came from (or on the way to) an upstream provider. */
+export class UpstreamError extends GatewayError {
+  /** The upstream's own status, when it answered at all. */
+  readonly upstreamStatus: number | undefined;
+  constructor(init: GatewayErrorInit & { upstreamStatus?: number }) {
+    super(init);
+    this.name = 'UpstreamError';
+    this.upstreamStatus = init.upstreamStatus;
+  }
+}
+
+const INVALID = 'invalid_request_error';
+
+export const errors = {
+  invalidApiKey: (): GatewayError =>
+    new GatewayError({
+      status: 401,
+      type: INVALID,
+      code: 'invalid_api_key',
+      message:
+        'Incorrect API key provided. Pass your tollgate key as `Authorization: Bearer <key>` or `x-api-key: <key>`.',
+    }),
+  missingApiKey: (): GatewayError =>
+    new GatewayError({
+      status: 401,
+      type: INVALID,
+      code: 'invalid_api_key',
+      message:
+        "You didn't provide an API key. Pass your tollgate key as `Authorization: Bearer <key>` or `x-api-key: <key>`.",
+    }),
+  invalidRequest: (message: string, param: string | null = null): GatewayError =>
+    new GatewayError({ status: 400, type: INVALID, code: 'invalid_request', message, param }),
+  invalidJson: (detail: string): GatewayError =>
+    new GatewayError({
+      status: 400,
+      type: INVALID,
+      code: 'invalid_json',
+      message: `We could not parse the JSON body of your request (${detail}). Send a valid JSON object.`,
+    }),
+  unsupportedMediaType: (got: string | undefined): GatewayError =>
+    new GatewayError({
+      status: 415,
+      type: INVALID,
+      code: 'unsupported_media_type',
+      message: `Unsupported Content-Type ${got ? `'${got.slice(0, 80)}'` : '(none)'}: send 'Content-Type: application/json'.`,
+    }),
+  bodyTooLarge: (limitBytes: number): GatewayError =>
+    new GatewayError({
+      status: 413,
+      type: INVALID,
+      code: 'request_too_large',
+      message: `The request body is larger than this gateway's limit of ${limitBytes} bytes.`,
+    }),
+  notFound: (method: string, url: string): GatewayError =>
+    new GatewayError({
+      status: 404,
+      type: INVALID,
+      code: 'unknown_url',
+      message: `Unknown request URL: ${method} ${url.slice(0, 200)}. Please check the URL for typos.`,
+    }),
+  modelNotFound: (model: string): GatewayError =>
+    new GatewayError({
+      status: 404,
+      type: INVALID,
+      code: 'model_not_found',
+      param: 'model',
+      message: `The model \`${model.slice(0, 200)}\` does not exist or you do not have access to it.`,
+    }),
+  upstreamAuthFailed: (provider: string, upstreamStatus: number): UpstreamError =>
+    new UpstreamError({
+      status: 502,
+      type: 'server_error',
+      code: 'upstream_auth_failed',
+      upstreamStatus,
+      message: `The gateway's credentials for provider '${provider}' were rejected (upstream status ${upstreamStatus}). This is not a problem with your key; the gateway operator has been alerted.`,
+    }),
+  upstreamUnavailable: (provider: string, detail: string, cause?: unknown): UpstreamError =>
+    new UpstreamError({
+      status: 502,
+      type: 'server_error',
+      code: 'upstream_unavailable',
+      retryable: true,
+      cause,
+      message: `The upstream provider '${provider}' could not be reached (${detail}). Please try again.`,
+    }),
+  upstreamTimeout: (provider: string, phase: string, cause?: unknown): UpstreamError =>
+    new UpstreamError({
+      status: 504,
+      type: 'server_error',
+      code: 'upstream_timeout',
+      retryable: true,
+      cause,
+      message: `The upstream provider '${provider}' timed out (${phase}). Please try again.`,
+    }),
+  upstreamBadResponse: (provider: string, detail: string): UpstreamError =>
+    new UpstreamError({
+      status: 502,
+      type: 'server_error',
+      code: 'upstream_bad_response',
+      retryable: true,
+      message: `The upstream provider '${provider}' sent a response the gateway could not read (${detail}).`,
+    }),
+  shuttingDown: (): GatewayError =>
+    new GatewayError({
+      status: 503,
+      type: 'server_error',
+      code: 'shutting_down',
+      retryable: true,
+      message: 'The gateway is shutting down. Please retry; another instance will answer.',
+    }),
+  internal: (cause?: unknown): GatewayError =>
+    new GatewayError({
+      status: 500,
+      type: 'server_error',
+      code: 'internal_error',
+      cause,
+      message: 'The gateway had an internal error while processing your request. Please try again.',
+    }),
+};

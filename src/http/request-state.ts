@@ -1,0 +1,81 @@
+// What the gateway learns about one request as it passes through, for its single log line.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Principal } from '../teams/registry.js';
+import type { Usage } from '../pipeline/types.js';
+
+export interface RequestState {
+  startedAt: number;
+  principal: Principal | undefined;
+  model: string | undefined;
+  deployment: string | undefined;
+  stream: boolean;
+  attempts: number;
+  ttftMs: number | undefined;
+  usage: Usage | undefined;
+  errorCode: string | undefined;
+  /** The request body, only when prompt logging is enabled. */
+  prompt: unknown;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    tg: RequestState;
+    /** The JSON body's bytes as received, set by the content-type parser. */
+    rawBody: Buffer | undefined;
+  }
+}
+
+export function newRequestState(): RequestState {
+  return {
+    startedAt: performance.now(),
+    principal: undefined,
+    model: undefined,
+    deployment: undefined,
+    stream: false,
+    attempts: 0,
+    ttftMs: undefined,
+    usage: undefined,
+    errorCode: undefined,
+    prompt: undefined,
+  };
+}
+
+const round = (ms: number): number => Math.round(ms * 100) / 100;
+
+/** The one line per request. Never the key, never the prompt unless enabled. */
+export function logRequest(log: Logger, request: FastifyRequest, reply: FastifyReply): void {
+  const s = request.tg;
+  const res = reply.raw;
+  const aborted = !res.writableFinished;
+  const usage = s.usage;
+  log.info(
+    {
+      reqId: request.id,
+      method: request.method,
+      path: request.routeOptions.url ?? request.url.slice(0, 200),
+      team: s.principal?.team.name,
+      keyId: s.principal?.keyId,
+      model: s.model,
+      deployment: s.deployment,
+      stream: s.stream,
+      status: res.statusCode,
+      latency_ms: round(performance.now() - s.startedAt),
+      ttft_ms: s.ttftMs === undefined ? undefined : round(s.ttftMs),
+      attempts: s.attempts || undefined,
+      usage: usage
+        ? {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens ?? 0,
+            total_tokens: usage.total_tokens,
+            cached_tokens: usage.prompt_tokens_details?.cached_tokens ?? 0,
+            reasoning_tokens: usage.completion_tokens_details?.reasoning_tokens ?? 0,
+          }
+        : undefined,
+      error: s.errorCode,
+      aborted: aborted || undefined,
+      prompt: s.prompt,
+    },
+    'request',
+  );
+}

@@ -1,0 +1,103 @@
+// POST /v1/chat/completions and POST /v1/embeddings: build the PipelineContext from the
+// authenticated, validated request, run the pipeline, and reply with JSON or SSE. The client's
+// disconnect aborts ctx.signal, which aborts the upstream request at once.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from '../../config/schema.js';
+import { GatewayError } from '../../errors.js';
+import type { Endpoint, Next, Outcome, PipelineContext } from '../../pipeline/types.js';
+import { ClientAbortedError } from '../../providers/upstream-client.js';
+import { toGatewayError } from '../error-reply.js';
+import { chatCompletionsBodySchema } from '../schemas/chat-completions.js';
+import { embeddingsBodySchema } from '../schemas/embeddings.js';
+import { writeSse } from '../sse-writer.js';
+
+export interface ModelRouteDeps {
+  config: Config;
+  pipeline: Next;
+  log: Logger;
+}
+
+export function registerModelRoutes(app: FastifyInstance, deps: ModelRouteDeps): void {
+  app.post('/v1/chat/completions', { schema: { body: chatCompletionsBodySchema } }, (request, reply) =>
+    handle(request, reply, 'chat', deps),
+  );
+  app.post('/v1/embeddings', { schema: { body: embeddingsBodySchema } }, (request, reply) =>
+    handle(request, reply, 'embeddings', deps),
+  );
+}
+
+async function handle(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  endpoint: Endpoint,
+  deps: ModelRouteDeps,
+): Promise<void> {
+  const body = request.body as Record<string, unknown>;
+  const state = request.tg;
+  const stream = endpoint === 'chat' && body.stream === true;
+  const model = body.model as string;
+  state.model = model;
+  state.stream = stream;
+  if (deps.config.server.logPrompts) state.prompt = endpoint === 'chat' ? body.messages : body.input;
+
+  const abort = new AbortController();
+  const res = reply.raw;
+  const onClose = (): void => {
+    if (!res.writableFinished) abort.abort();
+  };
+  res.once('close', onClose);
+
+  const principal = state.principal!;
+  const ctx: PipelineContext = {
+    reqId: request.id,
+    endpoint,
+    team: principal.team,
+    keyId: principal.keyId,
+    model,
+    body,
+    rawBody: request.rawBody ?? Buffer.from(JSON.stringify(body)),
+    stream,
+    clientWantsUsage: (body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage === true,
+    signal: abort.signal,
+    log: deps.log,
+    candidates: [],
+    deployment: undefined,
+    attempts: 0,
+  };
+
+  let outcome: Outcome;
+  try {
+    outcome = await deps.pipeline(ctx);
+  } finally {
+    state.deployment = ctx.deployment?.id;
+    state.attempts = ctx.attempts;
+  }
+  if (ctx.deployment) reply.header('x-tollgate-model', ctx.deployment.id);
+  for (const [k, v] of Object.entries(outcome.headers)) reply.header(k, v);
+
+  if (outcome.kind === 'json') {
+    state.usage = outcome.usage;
+    reply.code(outcome.status).header('content-type', 'application/json');
+    return reply.send(outcome.body);
+  }
+
+  reply.hijack();
+  await writeSse(res, reply.getHeaders() as Record<string, string>, outcome, {
+    onFirstChunk: () => {
+      state.ttftMs = performance.now() - state.startedAt;
+    },
+    onError: (err) => {
+      if (err instanceof ClientAbortedError || abort.signal.aborted) {
+        state.errorCode = 'client_aborted';
+        return undefined;
+      }
+      const ge = toGatewayError(err, deps.config.server.bodyLimitBytes);
+      state.errorCode = ge.code ?? 'error';
+      if (!(err instanceof GatewayError)) deps.log.error({ reqId: request.id, err }, 'stream failed');
+      else deps.log.warn({ reqId: request.id, code: ge.code, status: ge.status }, 'stream failed mid-way');
+      return ge;
+    },
+  });
+  state.usage = await outcome.usage;
+}

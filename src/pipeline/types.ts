@@ -1,0 +1,76 @@
+// The shapes every stage shares: the per-request context, the Outcome a stage returns, and
+// the Stage/Next signatures of the onion. Nothing here does work.
+import type { Logger } from 'pino';
+import type { Team } from '../teams/registry.js';
+
+/** OpenAI's usage object; unknown fields (new details) are kept as they came. */
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens?: number;
+  total_tokens: number;
+  prompt_tokens_details?: { cached_tokens?: number; audio_tokens?: number; [k: string]: unknown } | null;
+  completion_tokens_details?: { reasoning_tokens?: number; [k: string]: unknown } | null;
+  [k: string]: unknown;
+}
+
+/** One SSE event of a chat.completion.chunk stream: the original `data:` text, forwarded unchanged. */
+export interface Chunk {
+  data: string;
+}
+
+export type Endpoint = 'chat' | 'embeddings';
+
+/** One concrete place a model can be served: a provider and the model name it knows. */
+export interface Deployment {
+  /** `provider/model`, used in logs and the x-tollgate-model header. */
+  id: string;
+  provider: string;
+  model: string;
+}
+
+export interface JsonOutcome {
+  kind: 'json';
+  status: number;
+  headers: Record<string, string>;
+  /** A Buffer is sent byte for byte (the upstream's own body); anything else is serialised. */
+  body: Buffer | object;
+  usage: Usage | undefined;
+}
+
+export interface StreamOutcome {
+  kind: 'stream';
+  status: number;
+  headers: Record<string, string>;
+  chunks: AsyncIterable<Chunk>;
+  /** Settles when the stream ends, fails or is aborted; undefined when no usage was seen. */
+  usage: Promise<Usage | undefined>;
+}
+
+export type Outcome = JsonOutcome | StreamOutcome;
+
+export interface PipelineContext {
+  readonly reqId: string;
+  readonly endpoint: Endpoint;
+  readonly team: Team;
+  readonly keyId: string;
+  /** The model as the client asked for it. */
+  readonly model: string;
+  /** The parsed body (never mutated: providers build their own upstream body). */
+  readonly body: Readonly<Record<string, unknown>>;
+  /** The body bytes as received. */
+  readonly rawBody: Buffer;
+  readonly stream: boolean;
+  /** The client set stream_options.include_usage: only then does it see the usage chunk. */
+  readonly clientWantsUsage: boolean;
+  /** Fires when the client goes away (or the gateway shuts down hard). */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  /** Filled by the route stage. */
+  candidates: Deployment[];
+  /** The deployment that answered (or was last tried). */
+  deployment: Deployment | undefined;
+  attempts: number;
+}
+
+export type Next = (ctx: PipelineContext) => Promise<Outcome>;
+export type Stage = (ctx: PipelineContext, next: Next) => Promise<Outcome>;

@@ -1,0 +1,97 @@
+// The OpenAI provider, also every OpenAI-compatible service: the fast path. The request body is
+// forwarded as received, rewriting only `model` (the deployment's upstream name) and, for
+// streams, forcing `stream_options.include_usage` so usage is known for every stream. The
+// response body is forwarded byte for byte; it is parsed only to read usage.
+import type { ProviderConfig } from '../../config/schema.js';
+import { errors } from '../../errors.js';
+import type { Deployment, Outcome, PipelineContext } from '../../pipeline/types.js';
+import type { Provider } from '../types.js';
+import { UpstreamClient } from '../upstream-client.js';
+import { mapUpstreamError } from './map-error.js';
+import { isUsage, relayStream } from './usage-tap.js';
+
+const ENDPOINT_PATHS = { chat: '/chat/completions', embeddings: '/embeddings' } as const;
+/** An error body bigger than this is cut: it is only read for its message. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+
+export function createOpenAIProvider(config: ProviderConfig): Provider {
+  const client = new UpstreamClient(config);
+  const baseHeaders: Record<string, string> = {
+    ...config.headers,
+    'content-type': 'application/json',
+    ...(config.apiKey ? { authorization: `Bearer ${config.apiKey}` } : {}),
+  };
+
+  return {
+    name: config.name,
+    close: () => client.close(),
+
+    async call(ctx: PipelineContext, target: Deployment): Promise<Outcome> {
+      const res = await client.request({
+        path: ENDPOINT_PATHS[ctx.endpoint],
+        headers: baseHeaders,
+        body: upstreamBody(ctx, target),
+        signal: ctx.signal,
+      });
+
+      if (res.statusCode < 200 || res.statusCode >= 300) {
+        const text = await readText(res.body, MAX_ERROR_BODY_BYTES).catch(() => '');
+        res.done();
+        throw mapUpstreamError(config.name, config.apiKey, res.statusCode, res.headers, text);
+      }
+
+      if (ctx.stream) {
+        const contentType = String(res.headers['content-type'] ?? '');
+        if (!contentType.includes('text/event-stream')) {
+          await res.body.dump().catch(() => undefined);
+          res.done();
+          throw errors.upstreamBadResponse(config.name, `expected an event stream, got '${contentType.slice(0, 60)}'`);
+        }
+        const { chunks, usage } = relayStream(res, config.name, ctx.clientWantsUsage);
+        return { kind: 'stream', status: 200, headers: {}, chunks, usage };
+      }
+
+      let raw: Buffer;
+      try {
+        raw = Buffer.from(await res.body.arrayBuffer());
+      } catch (err) {
+        throw res.mapError(err);
+      } finally {
+        res.done();
+      }
+      let parsed: { usage?: unknown };
+      try {
+        parsed = JSON.parse(raw.toString('utf8')) as { usage?: unknown };
+      } catch {
+        throw errors.upstreamBadResponse(config.name, 'the response body is not valid JSON');
+      }
+      const usage = isUsage(parsed?.usage) ? parsed.usage : undefined;
+      return { kind: 'json', status: res.statusCode, headers: {}, body: raw, usage };
+    },
+  };
+}
+
+/** The received bytes when nothing needs rewriting; otherwise one serialisation with the changes. */
+function upstreamBody(ctx: PipelineContext, target: Deployment): Buffer | string {
+  const body = ctx.body;
+  const needsUsage =
+    ctx.stream && (body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage !== true;
+  if (target.model === ctx.model && !needsUsage) return ctx.rawBody;
+  const out: Record<string, unknown> = { ...body, model: target.model };
+  if (needsUsage) {
+    const so = body.stream_options;
+    out.stream_options = { ...(so !== null && typeof so === 'object' ? so : {}), include_usage: true };
+  }
+  return JSON.stringify(out);
+}
+
+async function readText(body: AsyncIterable<Buffer>, limit: number): Promise<string> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    parts.push(chunk);
+    size += chunk.length;
+    if (size >= limit) break;
+  }
+  return Buffer.concat(parts).subarray(0, limit).toString('utf8');
+}

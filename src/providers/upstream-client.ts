@@ -1,0 +1,118 @@
+// One undici Pool per upstream origin, made at start-up, with keep-alive and the provider's
+// timeouts: connect (connect.timeout), first byte (headersTimeout), idle between body chunks
+// (bodyTimeout) and a total deadline enforced here with an AbortController, which also
+// carries the client's own abort so a departed client stops the upstream request at once.
+import { Pool, type Dispatcher } from 'undici';
+import type { ProviderConfig } from '../config/schema.js';
+import { errors, UpstreamError } from '../errors.js';
+
+export interface UpstreamRequest {
+  path: string;
+  headers: Record<string, string>;
+  body: Buffer | string;
+  /** The client's signal: aborting it aborts the upstream request. */
+  signal: AbortSignal;
+}
+
+export interface UpstreamResponse {
+  statusCode: number;
+  headers: Dispatcher.ResponseData['headers'];
+  body: Dispatcher.ResponseData['body'];
+  /** Stops the total-deadline timer; call when the body is fully consumed or abandoned. */
+  done(): void;
+  /** Maps an error thrown while reading the body to a typed UpstreamError. */
+  mapError(err: unknown): UpstreamError | ClientAbortedError;
+}
+
+/** The client went away: not an upstream failure, nobody is left to answer. */
+export class ClientAbortedError extends Error {
+  constructor() {
+    super('client closed the request');
+    this.name = 'ClientAbortedError';
+  }
+}
+
+const TOTAL_TIMEOUT = Symbol('total-timeout');
+
+export class UpstreamClient {
+  private readonly pool: Pool;
+  private readonly basePath: string;
+
+  constructor(private readonly provider: ProviderConfig) {
+    const url = new URL(provider.baseUrl);
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    this.pool = new Pool(url.origin, {
+      connections: provider.connections,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 600_000,
+      connect: { timeout: provider.timeouts.connectMs },
+      headersTimeout: provider.timeouts.firstByteMs,
+      bodyTimeout: provider.timeouts.idleMs,
+    });
+  }
+
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const controller = new AbortController();
+    const onClientAbort = (): void => controller.abort(new ClientAbortedError());
+    if (req.signal.aborted) throw new ClientAbortedError();
+    req.signal.addEventListener('abort', onClientAbort, { once: true });
+    const timer = setTimeout(() => controller.abort(TOTAL_TIMEOUT), this.provider.timeouts.totalMs);
+    const done = (): void => {
+      clearTimeout(timer);
+      req.signal.removeEventListener('abort', onClientAbort);
+    };
+    const mapError = (err: unknown): UpstreamError | ClientAbortedError => this.mapError(err, controller.signal);
+    try {
+      const res = await this.pool.request({
+        method: 'POST',
+        path: this.basePath + req.path,
+        headers: req.headers,
+        body: req.body,
+        signal: controller.signal,
+      });
+      return { statusCode: res.statusCode, headers: res.headers, body: res.body, done, mapError };
+    } catch (err) {
+      done();
+      throw mapError(err);
+    }
+  }
+
+  private mapError(err: unknown, signal: AbortSignal): UpstreamError | ClientAbortedError {
+    if (err instanceof UpstreamError || err instanceof ClientAbortedError) return err;
+    const name = this.provider.name;
+    if (signal.aborted) {
+      if (signal.reason === TOTAL_TIMEOUT) return errors.upstreamTimeout(name, 'total deadline', err);
+      if (signal.reason instanceof ClientAbortedError) return signal.reason;
+    }
+    const code = (err as { code?: string } | null)?.code;
+    switch (code) {
+      case 'UND_ERR_CONNECT_TIMEOUT':
+        return errors.upstreamTimeout(name, 'connect', err);
+      case 'UND_ERR_HEADERS_TIMEOUT':
+        return errors.upstreamTimeout(name, 'no response headers in time', err);
+      case 'UND_ERR_BODY_TIMEOUT':
+        return errors.upstreamTimeout(name, 'the response stalled', err);
+      case 'ECONNREFUSED':
+        return errors.upstreamUnavailable(name, 'connection refused', err);
+      case 'ENOTFOUND':
+      case 'EAI_AGAIN':
+        return errors.upstreamUnavailable(name, 'host not found', err);
+      case 'ECONNRESET':
+      case 'UND_ERR_SOCKET':
+      case 'UND_ERR_CLOSED':
+      case 'EPIPE':
+        return errors.upstreamUnavailable(name, 'connection reset', err);
+      default:
+        return errors.upstreamUnavailable(name, code ?? 'request failed', err);
+    }
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
+  destroy(): Promise<void> {
+    return this.pool.destroy();
+  }
+}

@@ -1,0 +1,52 @@
+// Starts a real gateway on 127.0.0.1:0 for integration tests, from a config object that goes
+// through the same YAML parsing and validation as a real config file.
+import { stringify } from 'yaml';
+import { buildApp, type Gateway } from '../../src/app.js';
+import { parseConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import { mintKey } from '../../src/teams/keys.js';
+import { createLogSink, type LogSink } from './log-sink.js';
+
+export interface StartedGateway {
+  url: string;
+  baseURL: string;
+  gateway: Gateway;
+  config: Config;
+  logs: LogSink;
+  close(): Promise<void>;
+}
+
+export async function startGateway(configObject: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): Promise<StartedGateway> {
+  const config = parseConfig(stringify(configObject), 'test', env);
+  const logs = createLogSink();
+  const gateway = buildApp(config, { log: logs.log });
+  const address = await gateway.app.listen({ host: '127.0.0.1', port: 0 });
+  return { url: address, baseURL: `${address}/v1`, gateway, config, logs, close: () => gateway.close() };
+}
+
+export interface TestTeam {
+  name: string;
+  key: string;
+  keyId: string;
+  entry: { name: string; keys: { id: string; sha256: string }[]; models: string[] };
+}
+
+export function makeTeam(name: string, models: string[] = ['*']): TestTeam {
+  const k = mintKey();
+  return { name, key: k.key, keyId: k.id, entry: { name, keys: [{ id: k.id, sha256: k.sha256 }], models } };
+}
+
+/** The usual test config: one OpenAI-type provider at `upstreamUrl` and a few models. */
+export function baseConfig(upstreamUrl: string, teams: TestTeam[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    timeouts: { connectMs: 1000, firstByteMs: 5000, idleMs: 5000, totalMs: 20000 },
+    providers: { fake: { type: 'openai', baseUrl: upstreamUrl, apiKey: 'sk-test-provider-secret-0123456789' } },
+    models: {
+      'gpt-4o-mini': { deployments: [{ provider: 'fake' }] },
+      'gpt-4o': { deployments: [{ provider: 'fake', model: 'gpt-4o-2024-08-06' }] },
+      'text-embedding-3-small': { deployments: [{ provider: 'fake' }] },
+    },
+    teams: teams.map((t) => t.entry),
+    ...extra,
+  };
+}
