@@ -38,8 +38,9 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
   const readiness: Readiness = { draining: false };
   const bodyLimit = config.server.bodyLimitBytes;
 
+  const fastifyLog: FastifyBaseLogger = log;
   const app = Fastify({
-    loggerInstance: log as FastifyBaseLogger,
+    loggerInstance: fastifyLog,
     // Fastify's own per-request lines are replaced by our single line (http/request-state.ts).
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit,
@@ -87,7 +88,8 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
   app.setErrorHandler((err, request, reply) => {
     const ge = toGatewayError(err, bodyLimit);
     request.tg.errorCode = ge.code ?? undefined;
-    if (ge.status >= 500 && ge.code === 'internal_error') log.error({ reqId: request.id, err }, 'internal error');
+    if (ge.status >= 500 && ge.code === 'internal_error')
+      log.error({ reqId: request.id, err }, 'internal error');
     void reply.code(ge.status).headers(ge.headers).send(ge.toBody());
   });
   app.setNotFoundHandler((request, reply) => {

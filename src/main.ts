@@ -44,18 +44,26 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
     );
   }
   if (Object.keys(config.providers).length === 0) {
-    log.warn('no providers configured: set OPENAI_API_KEY (or write config/tollgate.yaml); every model request will 404');
+    log.warn(
+      'no providers configured: set OPENAI_API_KEY (or write config/tollgate.yaml); every model request will 404',
+    );
   }
 
   const gateway = buildApp(config, { log });
   const address = await gateway.app.listen({ host: config.server.host, port: config.server.port });
-  log.info({ address, config: config.source, providers: Object.keys(config.providers) }, 'tollgate listening');
+  log.info(
+    { address, config: config.source, providers: Object.keys(config.providers) },
+    'tollgate listening',
+  );
 
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal, deadlineMs: config.server.shutdownTimeoutMs }, 'shutting down: draining in-flight requests');
+    log.info(
+      { signal, deadlineMs: config.server.shutdownTimeoutMs },
+      'shutting down: draining in-flight requests',
+    );
     const deadline = setTimeout(() => {
       log.warn('shutdown deadline reached: closing the connections that are still open');
       gateway.app.server.closeAllConnections();

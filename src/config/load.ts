@@ -4,7 +4,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
-import { DEFAULT_BASE_URLS, DEFAULT_CONFIG_PATH, DEFAULT_CONNECTIONS, DEFAULT_SERVER, DEFAULT_TIMEOUTS } from './defaults.js';
+import {
+  DEFAULT_BASE_URLS,
+  DEFAULT_CONFIG_PATH,
+  DEFAULT_CONNECTIONS,
+  DEFAULT_SERVER,
+  DEFAULT_TIMEOUTS,
+} from './defaults.js';
 import {
   configFileSchema,
   type Config,
@@ -38,7 +44,7 @@ const validateFile = ajv.compile(configFileSchema);
 
 export function loadConfig(options: LoadOptions = {}): Config {
   const env = options.env ?? process.env;
-  const explicit = options.path ?? env.TOLLGATE_CONFIG;
+  const explicit = options.path ?? (env.TOLLGATE_CONFIG || undefined);
   const path = explicit ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
   if (path === undefined) return finish(configFromEnvironment(env), 'environment', env);
   if (!existsSync(path)) throw new ConfigError(path, [`file not found: ${path}`]);
@@ -67,18 +73,24 @@ export function parseConfig(text: string, source: string, env: Env = process.env
 /** `${NAME}` or `${NAME:-default}` inside any string value. A missing variable without a default is an error. */
 function interpolate(value: Json, path: string, env: Env, problems: string[]): Json {
   if (typeof value === 'string') {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
-      const v = env[name];
-      if (v !== undefined && v !== '') return v;
-      if (fallback !== undefined) return fallback;
-      problems.push(`${path || '(root)'}: environment variable ${name} is not set (use \${${name}:-} to allow empty)`);
-      return '';
-    });
+    return value.replace(
+      /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
+      (_m, name: string, fallback?: string) => {
+        const v = env[name];
+        if (v !== undefined && v !== '') return v;
+        if (fallback !== undefined) return fallback;
+        problems.push(
+          `${path || '(root)'}: environment variable ${name} is not set (use \${${name}:-} to allow empty)`,
+        );
+        return '';
+      },
+    );
   }
   if (Array.isArray(value)) return value.map((v, i) => interpolate(v, `${path}[${i}]`, env, problems));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, Json> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, path ? `${path}.${k}` : k, env, problems);
+    for (const [k, v] of Object.entries(value))
+      out[k] = interpolate(v, path ? `${path}.${k}` : k, env, problems);
     return out;
   }
   return value;
@@ -90,7 +102,8 @@ function describeAjvError(e: ErrorObject): string {
       .split('/')
       .slice(1)
       .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
-      .reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '') || '(root)';
+      .reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '') ||
+    '(root)';
   const p = e.params as Record<string, unknown>;
   switch (e.keyword) {
     case 'additionalProperties':
@@ -147,7 +160,8 @@ function finish(file: FileShape, source: string, env: Env): Config {
   if (env.TOLLGATE_HOST) server.host = env.TOLLGATE_HOST;
   if (env.TOLLGATE_PORT) {
     const port = Number(env.TOLLGATE_PORT);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) problems.push(`TOLLGATE_PORT: not a port: ${env.TOLLGATE_PORT}`);
+    if (!Number.isInteger(port) || port < 0 || port > 65535)
+      problems.push(`TOLLGATE_PORT: not a port: ${env.TOLLGATE_PORT}`);
     else server.port = port;
   }
   if (env.TOLLGATE_LOG_LEVEL) server.logLevel = env.TOLLGATE_LOG_LEVEL;
@@ -175,7 +189,10 @@ function finish(file: FileShape, source: string, env: Env): Config {
     });
     models[name] = Object.freeze({
       name,
-      deployments: m.deployments.map((d) => ({ provider: d.provider, model: d.model ?? (name === '*' ? undefined : name) })),
+      deployments: m.deployments.map((d) => ({
+        provider: d.provider,
+        model: d.model ?? (name === '*' ? undefined : name),
+      })),
     });
   }
 
@@ -187,7 +204,8 @@ function finish(file: FileShape, source: string, env: Env): Config {
     seenTeams.add(t.name);
     t.keys.forEach((k, ki) => {
       const other = seenHashes.get(k.sha256);
-      if (other) problems.push(`teams[${ti}].keys[${ki}].sha256: the same key is already used by team '${other}'`);
+      if (other)
+        problems.push(`teams[${ti}].keys[${ki}].sha256: the same key is already used by team '${other}'`);
       seenHashes.set(k.sha256, t.name);
     });
     const allowed = t.models ?? ['*'];

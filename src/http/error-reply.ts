@@ -72,6 +72,9 @@ function validationError(e: AjvLikeError): GatewayError {
         at,
       );
     default:
-      return errors.invalidRequest(`Invalid value for '${at || 'body'}': ${e.message ?? 'invalid'}.`, at || null);
+      return errors.invalidRequest(
+        `Invalid value for '${at || 'body'}': ${e.message ?? 'invalid'}.`,
+        at || null,
+      );
   }
 }

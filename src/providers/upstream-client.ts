@@ -62,7 +62,8 @@ export class UpstreamClient {
       clearTimeout(timer);
       req.signal.removeEventListener('abort', onClientAbort);
     };
-    const mapError = (err: unknown): UpstreamError | ClientAbortedError => this.mapError(err, controller.signal);
+    const mapError = (err: unknown): UpstreamError | ClientAbortedError =>
+      this.mapError(err, controller.signal);
     try {
       const res = await this.pool.request({
         method: 'POST',

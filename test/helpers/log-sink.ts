@@ -9,14 +9,19 @@ export interface LogSink {
   lines: Record<string, unknown>[];
   text(): string;
   /** Resolves once a line matching `pred` has been written. */
-  waitFor(pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitFor(
+    pred: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
 }
 
 export function createLogSink(level = 'info'): LogSink {
   const lines: Record<string, unknown>[] = [];
   const raw: string[] = [];
-  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] =
-    [];
+  const waiters: {
+    pred: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
       for (const text of chunk.toString('utf8').split('\n')) {

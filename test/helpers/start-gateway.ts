@@ -16,7 +16,10 @@ export interface StartedGateway {
   close(): Promise<void>;
 }
 
-export async function startGateway(configObject: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): Promise<StartedGateway> {
+export async function startGateway(
+  configObject: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = {},
+): Promise<StartedGateway> {
   const config = parseConfig(stringify(configObject), 'test', env);
   const logs = createLogSink();
   const gateway = buildApp(config, { log: logs.log });
@@ -37,10 +40,16 @@ export function makeTeam(name: string, models: string[] = ['*']): TestTeam {
 }
 
 /** The usual test config: one OpenAI-type provider at `upstreamUrl` and a few models. */
-export function baseConfig(upstreamUrl: string, teams: TestTeam[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function baseConfig(
+  upstreamUrl: string,
+  teams: TestTeam[],
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     timeouts: { connectMs: 1000, firstByteMs: 5000, idleMs: 5000, totalMs: 20000 },
-    providers: { fake: { type: 'openai', baseUrl: upstreamUrl, apiKey: 'sk-test-provider-secret-0123456789' } },
+    providers: {
+      fake: { type: 'openai', baseUrl: upstreamUrl, apiKey: 'sk-test-provider-secret-0123456789' },
+    },
     models: {
       'gpt-4o-mini': { deployments: [{ provider: 'fake' }] },
       'gpt-4o': { deployments: [{ provider: 'fake', model: 'gpt-4o-2024-08-06' }] },

@@ -58,7 +58,8 @@ async function handle(
     body,
     rawBody: request.rawBody ?? Buffer.from(JSON.stringify(body)),
     stream,
-    clientWantsUsage: (body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage === true,
+    clientWantsUsage:
+      (body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage === true,
     signal: abort.signal,
     log: deps.log,
     candidates: [],

@@ -8,7 +8,12 @@ export function registerModelsRoute(app: FastifyInstance, config: Config): void 
   const created = Math.floor(Date.now() / 1000);
   const all = Object.values(config.models)
     .filter((m) => m.name !== '*')
-    .map((m) => ({ id: m.name, object: 'model' as const, created, owned_by: m.deployments[0]?.provider ?? 'tollgate' }));
+    .map((m) => ({
+      id: m.name,
+      object: 'model' as const,
+      created,
+      owned_by: m.deployments[0]?.provider ?? 'tollgate',
+    }));
 
   app.get('/v1/models', async (request) => {
     const team = request.tg.principal!.team;

@@ -45,7 +45,10 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
         if (!contentType.includes('text/event-stream')) {
           await res.body.dump().catch(() => undefined);
           res.done();
-          throw errors.upstreamBadResponse(config.name, `expected an event stream, got '${contentType.slice(0, 60)}'`);
+          throw errors.upstreamBadResponse(
+            config.name,
+            `expected an event stream, got '${contentType.slice(0, 60)}'`,
+          );
         }
         const { chunks, usage } = relayStream(res, config.name, ctx.clientWantsUsage);
         return { kind: 'stream', status: 200, headers: {}, chunks, usage };
@@ -75,7 +78,8 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
 function upstreamBody(ctx: PipelineContext, target: Deployment): Buffer | string {
   const body = ctx.body;
   const needsUsage =
-    ctx.stream && (body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage !== true;
+    ctx.stream &&
+    (body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage !== true;
   if (target.model === ctx.model && !needsUsage) return ctx.rawBody;
   const out: Record<string, unknown> = { ...body, model: target.model };
   if (needsUsage) {

@@ -63,5 +63,9 @@ export function relayStream(
 }
 
 export function isUsage(v: unknown): v is Usage {
-  return v !== null && typeof v === 'object' && typeof (v as { prompt_tokens?: unknown }).prompt_tokens === 'number';
+  return (
+    v !== null &&
+    typeof v === 'object' &&
+    typeof (v as { prompt_tokens?: unknown }).prompt_tokens === 'number'
+  );
 }

@@ -5,6 +5,7 @@ export const SSE_DONE = 'data: [DONE]\n\n';
 
 export function encodeSseData(data: string): string {
   // A payload with line breaks needs one `data:` line per line to survive the round trip.
-  if (data.includes('\n') || data.includes('\r')) return `data: ${data.split(/\r\n|\r|\n/).join('\ndata: ')}\n\n`;
+  if (data.includes('\n') || data.includes('\r'))
+    return `data: ${data.split(/\r\n|\r|\n/).join('\ndata: ')}\n\n`;
   return `data: ${data}\n\n`;
 }
