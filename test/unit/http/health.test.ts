@@ -1,0 +1,18 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { buildApp } from '../../../src/app.js';
+import { parseConfig } from '../../../src/config/load.js';
+import { createLogSink } from '../../helpers/log-sink.js';
+
+describe('health routes', () => {
+  it('/readyz turns 503 once draining starts while /healthz stays 200', async () => {
+    const gw = buildApp(parseConfig('{}', 't', {}), { log: createLogSink().log });
+    assert.equal((await gw.app.inject({ url: '/readyz' })).statusCode, 200);
+    gw.readiness.draining = true;
+    const ready = await gw.app.inject({ url: '/readyz' });
+    assert.equal(ready.statusCode, 503);
+    assert.deepEqual(ready.json(), { status: 'draining' });
+    assert.equal((await gw.app.inject({ url: '/healthz' })).statusCode, 200);
+    await gw.close();
+  });
+});
