@@ -73,7 +73,8 @@ export function parseConfig(text: string, source: string, env: Env = process.env
 /** `${NAME}` or `${NAME:-default}` inside any string value. A missing variable without a default is an error. */
 function interpolate(value: Json, path: string, env: Env, problems: string[]): Json {
   if (typeof value === 'string') {
-    return value.replace(
+    const whole = /^\$\{[^}]+\}$/.test(value);
+    const out = value.replace(
       /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
       (_m, name: string, fallback?: string) => {
         const v = env[name];
@@ -85,6 +86,9 @@ function interpolate(value: Json, path: string, env: Env, problems: string[]): J
         return '';
       },
     );
+    // `port: ${PORT}` must still be a number: a value that is one reference alone is read
+    // as a YAML scalar (numbers, booleans); text around a reference keeps it a string.
+    return whole && /^(-?\d+(\.\d+)?|true|false)$/.test(out) ? (JSON.parse(out) as Json) : out;
   }
   if (Array.isArray(value)) return value.map((v, i) => interpolate(v, `${path}[${i}]`, env, problems));
   if (value !== null && typeof value === 'object') {

@@ -118,3 +118,16 @@ teams:
     assert.deepEqual(c.teams[0]?.models, ['*']);
   });
 });
+
+describe('interpolated scalars', () => {
+  it('reads a value that is one ${VAR} alone as a number or boolean, and keeps mixed text a string', () => {
+    const c = parseConfig(
+      'server:\n  port: ${PORT}\n  trustProxy: ${TP:-false}\n  host: "${H}"\nproviders: { p: { type: openai, apiKey: "${N}x" } }',
+      't',
+      { PORT: '9090', H: '127.0.0.1', N: '12' },
+    );
+    assert.equal(c.server.port, 9090);
+    assert.equal(c.server.trustProxy, false);
+    assert.equal(c.providers.p?.apiKey, '12x');
+  });
+});
