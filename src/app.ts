@@ -7,7 +7,7 @@ import type { Config } from './config/schema.js';
 import { errors } from './errors.js';
 import { createAuthHook } from './http/auth.js';
 import { toGatewayError } from './http/error-reply.js';
-import { logRequest, newRequestState } from './http/request-state.js';
+import { logWhenDone, newRequestState } from './http/request-state.js';
 import { registerHealthRoutes, type Readiness } from './http/routes/health.js';
 import { registerModelRoutes } from './http/routes/model-request.js';
 import { registerModelsRoute } from './http/routes/models.js';
@@ -49,7 +49,8 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
     keepAliveTimeout: 72_000,
     requestTimeout: 60_000,
     connectionTimeout: 0,
-    return503OnClosing: true,
+    // Draining is answered by our own hook below, in OpenAI's error shape.
+    return503OnClosing: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : randomUUID();
@@ -82,7 +83,12 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
   app.addHook('onRequest', async (request, reply) => {
     request.tg = newRequestState();
     reply.header('x-request-id', request.id);
-    reply.raw.once('close', () => logRequest(log, request, reply));
+    reply.raw.once('close', () => logWhenDone(log, request, reply));
+    if (readiness.draining && request.url !== '/readyz' && request.url !== '/healthz') {
+      // A request on a keep-alive connection that outlived the listener: send it elsewhere.
+      reply.header('connection', 'close');
+      throw errors.shuttingDown();
+    }
   });
 
   app.setErrorHandler((err, request, reply) => {

@@ -16,6 +16,10 @@ export interface RequestState {
   errorCode: string | undefined;
   /** The request body, only when prompt logging is enabled. */
   prompt: unknown;
+  /** A model route's handler is still running (the socket may close before it settles). */
+  inHandler: boolean;
+  /** The socket closed while the handler ran: the handler writes the log line when it settles. */
+  logWhenHandled: boolean;
 }
 
 declare module 'fastify' {
@@ -38,10 +42,22 @@ export function newRequestState(): RequestState {
     usage: undefined,
     errorCode: undefined,
     prompt: undefined,
+    inHandler: false,
+    logWhenHandled: false,
   };
 }
 
 const round = (ms: number): number => Math.round(ms * 100) / 100;
+
+/**
+ * Writes the line once the response is over: at socket close, or, if a model route's handler
+ * is still settling then (a client that left mid-request), when the handler is done, so the
+ * line has the final outcome and usage.
+ */
+export function logWhenDone(log: Logger, request: FastifyRequest, reply: FastifyReply): void {
+  if (request.tg.inHandler) request.tg.logWhenHandled = true;
+  else logRequest(log, request, reply);
+}
 
 /** The one line per request. Never the key, never the prompt unless enabled. */
 export function logRequest(log: Logger, request: FastifyRequest, reply: FastifyReply): void {

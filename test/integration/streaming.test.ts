@@ -12,10 +12,14 @@ describe('streaming chat completions', () => {
   let gw: StartedGateway;
   const team = makeTeam('search');
 
-  const post = (body: Record<string, unknown>, signal?: AbortSignal): Promise<Response> =>
+  const post = (body: Record<string, unknown>, signal?: AbortSignal, requestId?: string): Promise<Response> =>
     fetch(`${gw.baseURL}/chat/completions`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${team.key}`, 'content-type': 'application/json' },
+      headers: {
+        authorization: `Bearer ${team.key}`,
+        'content-type': 'application/json',
+        ...(requestId ? { 'x-request-id': requestId } : {}),
+      },
       body: JSON.stringify({
         model: 'gpt-4o-mini',
         messages: [{ role: 'user', content: 'hi' }],
@@ -137,7 +141,7 @@ describe('streaming chat completions', () => {
   it('aborts the upstream when the client leaves before the upstream answered', async () => {
     fake.script({ kind: 'stall' });
     const ac = new AbortController();
-    const pending = post({ stream: false }, ac.signal).catch(() => undefined);
+    const pending = post({ stream: false }, ac.signal, 'left-early').catch(() => undefined);
     while (fake.inFlight === 0) await new Promise((r) => setTimeout(r, 5));
     const abortPromise = fake.waitForAbort(2000);
     const t0 = Date.now();
@@ -145,6 +149,11 @@ describe('streaming chat completions', () => {
     const seenAt = await abortPromise;
     await pending;
     assert.ok(seenAt - t0 < 100, `upstream closed ${seenAt - t0} ms after the client left`);
+    // The departure is logged quietly as a client abort, not as a gateway error.
+    const line = await gw.logs.waitFor((l) => l.msg === 'request' && l.reqId === 'left-early');
+    assert.equal(line.status, 499);
+    assert.equal(line.error, 'client_aborted');
+    assert.ok(!gw.logs.lines.some((l) => l.msg === 'internal error'));
   });
 
   it('logs usage for a stream even when the client did not ask for it', async () => {

@@ -8,6 +8,7 @@ import { GatewayError } from '../../errors.js';
 import type { Endpoint, Next, Outcome, PipelineContext } from '../../pipeline/types.js';
 import { ClientAbortedError } from '../../providers/upstream-client.js';
 import { toGatewayError } from '../error-reply.js';
+import { logRequest } from '../request-state.js';
 import { chatCompletionsBodySchema } from '../schemas/chat-completions.js';
 import { embeddingsBodySchema } from '../schemas/embeddings.js';
 import { writeSse } from '../sse-writer.js';
@@ -28,6 +29,21 @@ export function registerModelRoutes(app: FastifyInstance, deps: ModelRouteDeps):
 }
 
 async function handle(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  endpoint: Endpoint,
+  deps: ModelRouteDeps,
+): Promise<void> {
+  request.tg.inHandler = true;
+  try {
+    await run(request, reply, endpoint, deps);
+  } finally {
+    request.tg.inHandler = false;
+    if (request.tg.logWhenHandled) logRequest(deps.log, request, reply);
+  }
+}
+
+async function run(
   request: FastifyRequest,
   reply: FastifyReply,
   endpoint: Endpoint,
@@ -70,6 +86,16 @@ async function handle(
   let outcome: Outcome;
   try {
     outcome = await deps.pipeline(ctx);
+  } catch (err) {
+    if (err instanceof ClientAbortedError || abort.signal.aborted) {
+      // The client left before the upstream answered: nobody to reply to, nothing to alarm
+      // about. 499 is nginx's "client closed request"; it only ever shows in our log line.
+      state.errorCode = 'client_aborted';
+      res.statusCode = 499;
+      reply.hijack();
+      return;
+    }
+    throw err;
   } finally {
     state.deployment = ctx.deployment?.id;
     state.attempts = ctx.attempts;

@@ -15,4 +15,14 @@ describe('health routes', () => {
     assert.equal((await gw.app.inject({ url: '/healthz' })).statusCode, 200);
     await gw.close();
   });
+
+  it('answers requests that arrive while draining with 503 shutting_down in OpenAI shape', async () => {
+    const gw = buildApp(parseConfig('{}', 't', {}), { log: createLogSink().log });
+    gw.readiness.draining = true;
+    const res = await gw.app.inject({ url: '/v1/models' });
+    assert.equal(res.statusCode, 503);
+    assert.equal(res.headers.connection, 'close');
+    assert.equal(res.json().error.code, 'shutting_down');
+    await gw.close();
+  });
 });

