@@ -148,7 +148,7 @@ function configFromEnvironment(env: Env): FileShape {
     providers.openai = {
       type: 'openai',
       apiKey: env.OPENAI_API_KEY,
-      baseUrl: env.OPENAI_BASE_URL ?? DEFAULT_BASE_URLS.openai,
+      baseUrl: env.OPENAI_BASE_URL || DEFAULT_BASE_URLS.openai,
     };
   }
   const first = Object.keys(providers)[0];
