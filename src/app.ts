@@ -43,6 +43,8 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
     loggerInstance: fastifyLog,
     // Fastify's own per-request lines are replaced by our single line (http/request-state.ts).
     logController: new LogController({ disableRequestLogging: true }),
+    // No per-request child logger: our line carries reqId itself, and a child costs on every request.
+    childLoggerFactory: (logger) => logger,
     bodyLimit,
     trustProxy: config.server.trustProxy,
     // Longer than the usual 60 s idle timeout of load balancers, so they close first.

@@ -18,7 +18,12 @@ export const DEFAULT_TIMEOUTS: TimeoutsConfig = {
   totalMs: 600_000,
 };
 
-export const DEFAULT_CONNECTIONS = 256;
+/**
+ * Upstream connections per provider: unlimited. Every in-flight request (a long stream
+ * included) holds one connection, so a cap would queue requests behind slow streams and look
+ * like stalls; cap it only where an upstream limits connections.
+ */
+export const DEFAULT_CONNECTIONS: number | null = null;
 
 /** Base URLs used when a provider entry (or the zero-config environment) names none. */
 export const DEFAULT_BASE_URLS = {

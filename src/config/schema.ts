@@ -21,8 +21,8 @@ export interface ProviderConfig {
   apiKey: string | undefined;
   headers: Record<string, string>;
   timeouts: TimeoutsConfig;
-  /** Keep-alive connections in this provider's pool. */
-  connections: number;
+  /** Most connections in this provider's keep-alive pool; null means no limit. */
+  connections: number | null;
 }
 
 export interface DeploymentConfig {
@@ -112,7 +112,7 @@ export const configFileSchema = {
           apiKey: { type: 'string' },
           headers: { type: 'object', additionalProperties: { type: 'string' } },
           timeouts,
-          connections: { type: 'integer', minimum: 1, maximum: 10000 },
+          connections: { type: 'integer', minimum: 1 },
         },
       },
     },
