@@ -23,7 +23,21 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    // Asynchronous, buffered writes: a log line never blocks a request on stdout.
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    destination ?? batchedStdout(),
   );
+}
+
+/** How long a log line may wait in the buffer before it is written. */
+const FLUSH_INTERVAL_MS = 200;
+
+/**
+ * Asynchronous, batched writes to stdout: lines collect in a buffer and go out in one write
+ * per 4 KiB or per 200 ms, whichever comes first. One write per request line cost about 10%
+ * of the gateway's CPU at saturation (bench/RESULTS.md). The price: on a crash, up to 200 ms
+ * of lines can be lost; a clean shutdown flushes everything (main.ts).
+ */
+function batchedStdout(): DestinationStream {
+  const dest = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  setInterval(() => dest.flush(), FLUSH_INTERVAL_MS).unref();
+  return dest;
 }

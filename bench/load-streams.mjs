@@ -1,0 +1,241 @@
+// Streams: opens --streams concurrent streaming chat requests, each asking the fake upstream for
+// --chunks content chunks --chunk-delay-ms apart (through the body's x_fake field), and checks
+// every one of them event by event: the role chunk, exactly --chunks content chunks, the final
+// chunk with finish_reason, then `data: [DONE]`. A stream is stalled when any silence (including
+// the wait for its first event) exceeds --stall-ms, or it has not ended by the deadline.
+//
+// When all the streams are open at once (each has had its first event, none has ended) it writes
+// `ALL_OPEN` on stderr: the orchestrator samples the target's RSS at that moment.
+//   node bench/load-streams.mjs --url http://127.0.0.1:8080/v1/chat/completions --key KEY --streams 1000
+import { clearInterval, setInterval, setTimeout } from 'node:timers';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import { emit, loopbackUrl, nonNegativeInt, positiveInt, runMain, streamBody, summarize } from './lib.mjs';
+
+runMain(async () => {
+  const { values } = parseArgs({
+    options: {
+      url: { type: 'string' },
+      key: { type: 'string', default: '' },
+      streams: { type: 'string', default: '1000' },
+      chunks: { type: 'string', default: '20' },
+      'chunk-delay-ms': { type: 'string', default: '200' },
+      'stall-ms': { type: 'string', default: '2000' },
+      // Streams opened per second; 0 opens them all in one go. All at once overflows the listen
+      // backlog (511 in Node): dropped SYNs come back after the 1 s TCP retransmit and look like
+      // a slow proxy. Each open also costs two TCP handshakes and a request on the load core.
+      'open-rate': { type: 'string', default: '500' },
+    },
+    strict: true,
+  });
+  if (!values.url) throw new Error('--url is required');
+  const url = loopbackUrl(values.url);
+  const n = positiveInt('streams', values.streams);
+  const chunks = positiveInt('chunks', values.chunks);
+  const chunkDelayMs = nonNegativeInt('chunk-delay-ms', values['chunk-delay-ms']);
+  const stallMs = positiveInt('stall-ms', values['stall-ms']);
+  const openRate = nonNegativeInt('open-rate', values['open-rate']);
+
+  // One socket per stream: a stream occupies its connection for its whole life.
+  const pool = new Pool(url.origin, {
+    connections: n,
+    pipelining: 1,
+    headersTimeout: 30_000,
+    bodyTimeout: 0,
+  });
+  const headers = { 'content-type': 'application/json' };
+  if (values.key) headers.authorization = `Bearer ${values.key}`;
+  const body = streamBody(chunks, chunkDelayMs);
+  // role chunk + content chunks + finish chunk + [DONE]
+  const expectedEvents = chunks + 3;
+  const openMs = openRate > 0 ? (n / openRate) * 1000 : 0;
+  // Generous: the nominal stream length, the ramp, and the stall allowance twice over.
+  const deadlineMs = (chunks + 2) * chunkDelayMs + openMs + 2 * stallMs + 10_000;
+
+  const streams = [];
+  let open = 0;
+  let maxOpen = 0;
+  let allOpenAtMs;
+  let ended = 0;
+  const start = performance.now();
+  let resolveAll;
+  const allEnded = new Promise((resolve) => (resolveAll = resolve));
+
+  function finish(s, error) {
+    if (s.ended) return;
+    s.ended = true;
+    s.endAt = performance.now();
+    if (error && !s.error) s.error = error;
+    if (s.firstAt !== undefined) open--;
+    if (++ended === n) resolveAll();
+  }
+
+  function onEvent(s, block) {
+    const now = performance.now();
+    const gap = now - (s.lastAt ?? s.t0);
+    if (gap > s.maxGap) s.maxGap = gap;
+    if (gap > stallMs) s.stalled = true;
+    s.lastAt = now;
+    if (s.firstAt === undefined) {
+      s.firstAt = now;
+      if (++open > maxOpen) maxOpen = open;
+      if (open === n && allOpenAtMs === undefined) {
+        allOpenAtMs = now - start;
+        process.stderr.write('ALL_OPEN\n');
+      }
+    }
+    let data = '';
+    for (const line of block.split('\n')) {
+      if (line.startsWith('data:')) data += (data ? '\n' : '') + line.slice(line[5] === ' ' ? 6 : 5);
+    }
+    if (s.c.done > 0) return void s.c.unexpected++;
+    if (data === '[DONE]') return void s.c.done++;
+    let ev;
+    try {
+      ev = JSON.parse(data);
+    } catch {
+      return void s.c.unexpected++;
+    }
+    if (ev?.error) {
+      s.error ??= `error event: ${JSON.stringify(ev.error).slice(0, 200)}`;
+      return void s.c.unexpected++;
+    }
+    const choice = ev?.choices?.[0];
+    if (!choice) return void (ev?.usage ? s.c.usage++ : s.c.unexpected++);
+    if (choice.finish_reason) return void s.c.finish++;
+    const delta = choice.delta ?? {};
+    if (delta.role) return void s.c.role++;
+    if (typeof delta.content === 'string' && delta.content.length > 0) return void s.c.content++;
+    s.c.unexpected++;
+  }
+
+  function launch(i) {
+    const s = {
+      i,
+      t0: performance.now(),
+      firstAt: undefined,
+      lastAt: undefined,
+      endAt: undefined,
+      maxGap: 0,
+      stalled: false,
+      ended: false,
+      status: undefined,
+      error: undefined,
+      body: undefined,
+      c: { role: 0, content: 0, finish: 0, usage: 0, done: 0, unexpected: 0 },
+    };
+    streams.push(s);
+    pool.request({ method: 'POST', path: url.pathname, headers, body }).then(
+      (res) => {
+        s.status = res.statusCode;
+        s.body = res.body;
+        if (s.ended) return void res.body.destroy();
+        res.body.setEncoding('utf8');
+        let buf = '';
+        res.body.on('data', (text) => {
+          buf += text;
+          let cut;
+          while ((cut = buf.indexOf('\n\n')) !== -1) {
+            onEvent(s, buf.slice(0, cut));
+            buf = buf.slice(cut + 2);
+          }
+        });
+        res.body.on('end', () => finish(s, buf.trim() ? 'stream ended mid-event' : undefined));
+        res.body.on('error', (err) => finish(s, err.message));
+      },
+      (err) => finish(s, err.message),
+    );
+  }
+
+  // MARK lines let the orchestrator read the target's CPU time over the phase.
+  process.stderr.write('MARK start\n');
+  // Launch: all at once, or in 10 ms batches to hold --open-rate.
+  if (openRate === 0) for (let i = 0; i < n; i++) launch(i);
+  else {
+    let launched = 0;
+    await new Promise((resolve) => {
+      function batch() {
+        const due = Math.min(n, Math.floor(((performance.now() - start) / 1000) * openRate) + 1);
+        while (launched < due) launch(launched++);
+        if (launched >= n) return resolve();
+        setTimeout(batch, 10);
+      }
+      batch();
+    });
+  }
+
+  // Watchdog: a silent stream is stalled even if it never sends another byte to tell us so.
+  const watchdog = setInterval(() => {
+    const now = performance.now();
+    for (const s of streams) if (!s.ended && now - (s.lastAt ?? s.t0) > stallMs) s.stalled = true;
+  }, 250);
+  let deadlineHit = false;
+  await Promise.race([
+    allEnded,
+    new Promise((resolve) => setTimeout(() => resolve((deadlineHit = true)), deadlineMs).unref()),
+  ]);
+  clearInterval(watchdog);
+  process.stderr.write('MARK end\n');
+  for (const s of streams) {
+    if (!s.ended) {
+      s.stalled = true;
+      s.body?.destroy();
+      finish(s, 'not finished by the deadline');
+    }
+  }
+  const wallMs = performance.now() - start;
+  await pool.destroy().catch(() => undefined);
+
+  let lost = 0;
+  let unexpected = 0;
+  let completed = 0;
+  let stalled = 0;
+  let failed = 0;
+  let maxGapMs = 0;
+  let firstError;
+  const ttfc = [];
+  const duration = [];
+  for (const s of streams) {
+    const c = s.c;
+    const missing =
+      Math.max(0, 1 - c.role) +
+      Math.max(0, chunks - c.content) +
+      Math.max(0, 1 - c.finish) +
+      Math.max(0, 1 - c.done);
+    lost += missing;
+    unexpected +=
+      c.unexpected + Math.max(0, c.role - 1) + Math.max(0, c.content - chunks) + Math.max(0, c.finish - 1);
+    if (s.stalled) stalled++;
+    if (s.maxGap > maxGapMs) maxGapMs = s.maxGap;
+    const bad = s.status !== 200 || s.error !== undefined;
+    if (bad) {
+      failed++;
+      firstError ??= s.error ?? `HTTP ${s.status}`;
+    }
+    if (!bad && missing === 0 && !s.stalled) completed++;
+    if (s.firstAt !== undefined) ttfc.push(s.firstAt - s.t0);
+    if (s.endAt !== undefined && !bad) duration.push(s.endAt - s.t0);
+  }
+
+  emit({
+    phase: 'streams',
+    streams: n,
+    chunks,
+    chunkDelayMs,
+    expectedEventsPerStream: expectedEvents,
+    completed,
+    failed,
+    lostChunks: lost,
+    unexpectedEvents: unexpected,
+    stalled,
+    maxGapMs: Math.round(maxGapMs * 10) / 10,
+    maxOpen,
+    allOpenAtMs: allOpenAtMs === undefined ? null : Math.round(allOpenAtMs),
+    deadlineHit,
+    wallMs: Math.round(wallMs),
+    ttfcMs: summarize(ttfc),
+    streamMs: summarize(duration),
+    firstError,
+  });
+});

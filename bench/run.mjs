@@ -1,0 +1,1047 @@
+// The benchmark orchestrator (`npm run bench`, which builds first). In one run it drives three
+// targets, the fake upstream directly, the bare node:http + undici proxy (bench/bare-proxy.mjs)
+// and tollgate, through three phases, and compares tollgate with the bare proxy measured in the
+// same run on the same machine:
+//   a. saturation: closed-loop autocannon, non-streaming chat (bench/load-saturation.mjs)
+//   b. fixed rate: open-loop 500 req/s, non-streaming chat (bench/load-rate.mjs)
+//   c. streams: 1,000 concurrent SSE streams, every chunk checked, RSS per open stream (bench/load-streams.mjs)
+// The process under test runs alone on one core (taskset); the load generators, the fake upstream
+// and this orchestrator share the other, so the proxy is the bottleneck and not the load side.
+// Phases a and b run in interleaved rounds (each target back to back, medians reported), c once
+// per target on a fresh process.
+//
+//   node bench/run.mjs [--quick] [--only fake,bare,tollgate] [--streams N] [--profile]   (--help for all)
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { clearInterval, clearTimeout, setInterval, setTimeout } from 'node:timers';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+import { chatBody, nonNegativeInt, positiveInt, streamBody } from './lib.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const BENCH = join(ROOT, 'bench');
+const HOST = '127.0.0.1';
+const ALL_TARGETS = ['fake', 'bare', 'tollgate'];
+const TARGET_LABEL = { fake: 'fake direct', bare: 'bare proxy', tollgate: 'tollgate' };
+
+// The issue's targets, all relative to the bare proxy measured in the same run.
+const GOALS = { rpsRatio: 0.5, p99DeltaMs: 2, rssPerStreamKB: 64 };
+
+const USAGE = `usage: node bench/run.mjs [options]   (or: npm run bench -- [options])
+  --quick               short phases (1 s warm-up, 3 s saturation, 3 s fixed rate); figures are indicative only
+  --only LIST           targets, comma-separated from: ${ALL_TARGETS.join(',')} (default: all)
+  --duration S          seconds of each measured load phase (default 10, --quick 3)
+  --rounds N            interleaved rounds of the saturation and fixed-rate phases (default 3, --quick 1)
+  --connections C       autocannon connections for saturation (default 64)
+  --rate R              requests per second of the fixed-rate phase (default 500)
+  --streams N           concurrent streams in the streams phase (default 1000)
+  --chunks N            content chunks per stream (default 20)
+  --chunk-delay-ms MS   gap between chunks, set by the fake upstream (default 200)
+  --open-rate R         streams opened per second (default 500)
+  --target-cpu N        core for the process under test (default 0)
+  --load-cpu N          core for the load generators, the fake upstream and this script (default 1)
+  --quiet-wait S        before each phase, wait up to S seconds for both cores to be idle (default 60)
+  --profile             run tollgate under --cpu-prof and print its top self-time functions
+  --no-pin              do not use taskset (figures are then not comparable with RESULTS.md)
+`;
+
+const opts = (() => {
+  try {
+    return parseOptions();
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
+    process.exit(2);
+  }
+})();
+const children = new Set();
+let tmp;
+
+// ----------------------------------------------------------------------------------------------
+// options and machine
+
+function parseOptions() {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      duration: { type: 'string' },
+      connections: { type: 'string', default: '64' },
+      rate: { type: 'string', default: '500' },
+      streams: { type: 'string', default: '1000' },
+      chunks: { type: 'string', default: '20' },
+      'chunk-delay-ms': { type: 'string', default: '200' },
+      'open-rate': { type: 'string', default: '500' },
+      'target-cpu': { type: 'string', default: '0' },
+      'load-cpu': { type: 'string', default: '1' },
+      'quiet-wait': { type: 'string', default: '60' },
+      rounds: { type: 'string' },
+      profile: { type: 'boolean', default: false },
+      'no-pin': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  const only = values.only ? values.only.split(',').map((s) => s.trim()) : ALL_TARGETS;
+  for (const t of only) if (!ALL_TARGETS.includes(t)) throw new Error(`--only: unknown target '${t}'`);
+  const quick = values.quick;
+  return {
+    quick,
+    targets: ALL_TARGETS.filter((t) => only.includes(t)),
+    duration: values.duration ? positiveInt('duration', values.duration) : quick ? 3 : 10,
+    warmup: quick ? 1 : 2,
+    rounds: values.rounds ? positiveInt('rounds', values.rounds) : quick ? 1 : 3,
+    connections: positiveInt('connections', values.connections),
+    rate: positiveInt('rate', values.rate),
+    streams: positiveInt('streams', values.streams),
+    // 20 chunks 200 ms apart: each stream lives ~4.2 s. Opened at 500/s, 1,000 streams take 2 s
+    // to open, so all of them are open together for ~2 s, when the RSS is sampled. Faster chunks
+    // or opens make the load core, which also runs the fake upstream, the bottleneck on 2 cores.
+    chunks: positiveInt('chunks', values.chunks),
+    chunkDelayMs: positiveInt('chunk-delay-ms', values['chunk-delay-ms']),
+    openRate: positiveInt('open-rate', values['open-rate']),
+    targetCpu: nonNegativeInt('target-cpu', values['target-cpu']),
+    loadCpu: nonNegativeInt('load-cpu', values['load-cpu']),
+    quietWaitS: nonNegativeInt('quiet-wait', values['quiet-wait']),
+    profile: values.profile,
+    pin: !values['no-pin'],
+  };
+}
+
+function machine() {
+  const read = (f) => (existsSync(f) ? readFileSync(f, 'utf8') : '');
+  const cpuinfo = read('/proc/cpuinfo');
+  const memKB = Number(/^MemTotal:\s+(\d+)/m.exec(read('/proc/meminfo'))?.[1] ?? 0);
+  const nproc = Number(spawnSync('nproc', { encoding: 'utf8' }).stdout?.trim());
+  return {
+    nproc: nproc || cpus().length,
+    cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown',
+    memGB: round(memKB / 1024 / 1024),
+    node: process.version,
+    kernel: spawnSync('uname', ['-sr'], { encoding: 'utf8' }).stdout?.trim(),
+    vm: /^flags\s*:.*\bhypervisor\b/m.test(cpuinfo),
+  };
+}
+
+function preflight(m) {
+  for (const f of ['dist/cli.js', 'dist/fake-upstream/main.js']) {
+    if (!existsSync(join(ROOT, f)))
+      throw new Error(`${f} is missing: run \`npm run build\` (npm run bench does)`);
+  }
+  if (!opts.pin) return;
+  if (spawnSync('taskset', ['-V']).error)
+    throw new Error('taskset (util-linux) not found; --no-pin runs unpinned');
+  if (opts.targetCpu === opts.loadCpu) throw new Error('--target-cpu and --load-cpu must differ');
+  if (Math.max(opts.targetCpu, opts.loadCpu) >= m.nproc) {
+    throw new Error(`cores ${opts.targetCpu} and ${opts.loadCpu} are needed, this machine has ${m.nproc}`);
+  }
+  // Keep this script off the target's core too (-a: every thread of this process).
+  spawnSync('taskset', ['-a', '-p', '-c', String(opts.loadCpu), String(process.pid)], { stdio: 'ignore' });
+}
+
+// ----------------------------------------------------------------------------------------------
+// processes: every child is tracked and killed on any way out
+
+function track(child) {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+function stopChild(child, graceMs = 5000) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      done();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+function killAllNow() {
+  for (const c of children) {
+    try {
+      c.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+}
+
+process.on('exit', killAllNow);
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    process.stderr.write(`\n${sig}: stopping the bench and its processes\n`);
+    killAllNow();
+    process.exit(130);
+  });
+}
+
+/** `taskset -c CPU node ...`; taskset execs node, so the child's pid is node's own. */
+function spawnNode(cpu, args, options) {
+  const child = opts.pin
+    ? spawn('taskset', ['-c', String(cpu), process.execPath, ...args], options)
+    : spawn(process.execPath, args, options);
+  return track(child);
+}
+
+/** { url: 'x', rate: 5 } -> ['--url', 'x', '--rate', '5'] */
+function flags(o) {
+  return Object.entries(o).flatMap(([k, v]) => [`--${k}`, String(v)]);
+}
+
+function stderrTail(child, max = 4000) {
+  let tail = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (s) => {
+    tail = (tail + s).slice(-max);
+  });
+  return () => tail;
+}
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.once('error', fail);
+    srv.listen(0, HOST, () => {
+      const { port } = srv.address();
+      srv.close(() => ok(port));
+    });
+  });
+}
+
+/** Polls url until it answers 200, at most timeoutMs. */
+async function waitHttpOk(url, timeoutMs, name, child) {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (child.exitCode !== null) throw new Error(`${name} exited (${child.exitCode}) before it was ready`);
+    try {
+      const res = await request(url, { headersTimeout: 1000, bodyTimeout: 1000 });
+      await res.body.dump();
+      if (res.statusCode === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  throw new Error(`${name}: ${url} did not answer 200 within ${timeoutMs} ms`);
+}
+
+/**
+ * Runs one load generator on the load core and resolves with the JSON line it prints. Its stderr
+ * lines go to onLine (ALL_OPEN and the MARK lines). Killed if it outlives timeoutMs.
+ */
+function runLoad(script, args, timeoutMs, onLine) {
+  const child = spawnNode(opts.loadCpu, [join(BENCH, script), ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((ok, fail) => {
+    let out = '';
+    let err = '';
+    let pending = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (s) => (out += s));
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (s) => {
+      err = (err + s).slice(-4000);
+      pending += s;
+      for (let nl = pending.indexOf('\n'); nl !== -1; nl = pending.indexOf('\n')) {
+        onLine?.(pending.slice(0, nl));
+        pending = pending.slice(nl + 1);
+      }
+    });
+    const timer = setTimeout(() => {
+      fail(new Error(`${script} did not finish within ${timeoutMs} ms`));
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      const last = out.trim().split('\n').pop();
+      if (code !== 0 || !last)
+        return fail(new Error(`${script} exited ${code}: ${err.trim() || '(no output)'}`));
+      try {
+        ok(JSON.parse(last));
+      } catch {
+        fail(new Error(`${script} printed no JSON result: ${last.slice(0, 200)}`));
+      }
+    });
+  });
+}
+
+// ----------------------------------------------------------------------------------------------
+// /proc: memory and CPU of the process under test, and how busy each core is
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+function procStatus(pid, field) {
+  try {
+    return new RegExp(`^${field}:\\s+(\\S+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+function rssKB(pid) {
+  const v = procStatus(pid, 'VmRSS');
+  return v === undefined ? undefined : Number(v);
+}
+
+/** utime + stime of a process (all its threads), in clock ticks. */
+function procTicks(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Per-core busy / total / steal ticks from /proc/stat. */
+function coreTicks() {
+  const out = {};
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d+)\s+(.+)$/.exec(line);
+    if (!m) continue;
+    const v = m[2].trim().split(/\s+/).map(Number);
+    const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+    out[m[1]] = { busy: total - v[3] - v[4], total, steal: v[7] ?? 0 };
+  }
+  return out;
+}
+
+function coreDelta(a, b, c) {
+  const x = a[c];
+  const y = b[c];
+  if (!x || !y || y.total === x.total) return { busyPct: null, stealPct: null };
+  const dt = y.total - x.total;
+  return {
+    busyPct: round(((y.busy - x.busy) / dt) * 100),
+    stealPct: round(((y.steal - x.steal) / dt) * 100),
+  };
+}
+
+/**
+ * CPU accounting over the window a load generator marks with `MARK start` / `MARK end` on its
+ * stderr: the CPU the process under test got, and how busy both cores were. On a shared machine
+ * this tells a slow target from a starved one (its core much busier than itself means a neighbour
+ * took time), and requests per CPU-second of the target stay comparable even then.
+ */
+function cpuMeter(pid) {
+  let a;
+  let b;
+  const snap = () => ({ at: performance.now(), ticks: procTicks(pid), cores: coreTicks() });
+  return {
+    onLine(line) {
+      if (line === 'MARK start') a = snap();
+      else if (line === 'MARK end') b = snap();
+    },
+    result() {
+      if (!a || !b) return undefined;
+      const wallS = (b.at - a.at) / 1000;
+      const cpuS = a.ticks !== undefined && b.ticks !== undefined ? (b.ticks - a.ticks) / CLK_TCK : undefined;
+      return {
+        wallS: round(wallS, 2),
+        targetCpuS: cpuS === undefined ? null : round(cpuS, 2),
+        targetCpuPct: cpuS === undefined ? null : round((cpuS / wallS) * 100),
+        targetCore: coreDelta(a.cores, b.cores, opts.targetCpu),
+        loadCore: coreDelta(a.cores, b.cores, opts.loadCpu),
+      };
+    },
+  };
+}
+
+/**
+ * Before each phase, waits (at most --quiet-wait seconds) until both cores are idle: on a shared
+ * machine a neighbour's build or test run would otherwise be measured as the target's cost.
+ * Returns the busier core's load over the last second, in percent.
+ */
+async function waitQuiet() {
+  if (!opts.pin || !existsSync('/proc/stat')) return null;
+  const until = Date.now() + opts.quietWaitS * 1000;
+  let said = false;
+  for (;;) {
+    const a = coreTicks();
+    await sleep(1000);
+    const b = coreTicks();
+    const busy = Math.max(coreDelta(a, b, opts.targetCpu).busyPct, coreDelta(a, b, opts.loadCpu).busyPct);
+    if (busy <= 10) return busy;
+    if (Date.now() >= until) {
+      log(
+        `  WARNING: cores still ${busy}% busy with other work after ${opts.quietWaitS} s; measuring anyway`,
+      );
+      return busy;
+    }
+    if (!said) log(`  cores ${busy}% busy with other work: waiting up to ${opts.quietWaitS} s for quiet`);
+    said = true;
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+// the processes under test
+
+async function startFake() {
+  const port = await freePort();
+  const args = flags({ port, host: HOST, 'latency-ms': 0, chunks: 5, 'chunk-delay-ms': 0 });
+  const child = spawnNode(opts.loadCpu, [join(ROOT, 'dist/fake-upstream/main.js'), ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const tail = stderrTail(child);
+  const origin = await new Promise((ok, fail) => {
+    let buf = '';
+    const timer = setTimeout(() => fail(new Error(`fake upstream not ready in 15 s\n${tail()}`)), 15_000);
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (s) => {
+      buf += s;
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(buf);
+      if (m) {
+        clearTimeout(timer);
+        ok(m[1]);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      fail(new Error(`fake upstream exited (${code})\n${tail()}`));
+    });
+  });
+  return { child, origin, pid: child.pid };
+}
+
+function writeTollgateConfig(fakeOrigin, keyHash) {
+  const path = join(tmp, 'tollgate.bench.yaml');
+  // The pool holds one connection per stream: at 256 the 1,000 streams would queue upstream.
+  const connections = Math.max(256, opts.streams + 16);
+  const yaml = [
+    'server: { logLevel: info, shutdownTimeoutMs: 2000 }',
+    'providers:',
+    `  fake: { type: openai, baseUrl: ${fakeOrigin}/v1, connections: ${connections} }`,
+    'models:',
+    '  gpt-4o-mini: { deployments: [{ provider: fake }] }',
+    'teams:',
+    '  - name: bench',
+    `    keys: [{ id: k_bench, sha256: ${keyHash} }]`,
+    "    models: ['*']",
+  ];
+  writeFileSync(path, `${yaml.join('\n')}\n`);
+  return path;
+}
+
+/**
+ * Starts one target on the target core and resolves once it serves: { origin, pid, stop() }.
+ * "fake direct" is the shared fake upstream itself: no process of its own to start or measure.
+ */
+async function startTarget(name, ctx, label) {
+  if (name === 'fake') return { origin: ctx.fake.origin, pid: undefined, stop: async () => undefined };
+  const port = await freePort();
+  const origin = `http://${HOST}:${port}`;
+  let child;
+  let logPath;
+  if (name === 'bare') {
+    const args = flags({ port, upstream: ctx.fake.origin, connections: Math.max(256, opts.streams + 16) });
+    child = spawnNode(opts.targetCpu, [join(BENCH, 'bare-proxy.mjs'), ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+  } else {
+    // One JSON log line per request is part of tollgate's real cost: it goes to a file, as in production.
+    logPath = join(ctx.runDir, `tollgate-${label}.log`);
+    const logFd = openSync(logPath, 'w');
+    const env = {
+      ...process.env,
+      TOLLGATE_HOST: HOST,
+      TOLLGATE_PORT: String(port),
+      TOLLGATE_LOG_LEVEL: 'info',
+    };
+    // Nothing from the developer's shell may redirect the gateway to a real provider.
+    delete env.OPENAI_API_KEY;
+    delete env.OPENAI_BASE_URL;
+    delete env.TOLLGATE_CONFIG;
+    const prof = opts.profile ? ['--cpu-prof', '--cpu-prof-dir', join(ctx.runDir, `profiles-${label}`)] : [];
+    const args = [...prof, join(ROOT, 'dist/cli.js'), 'serve', '--config', ctx.tollgateConfig];
+    child = spawnNode(opts.targetCpu, args, { cwd: ROOT, env, stdio: ['ignore', logFd, 'pipe'] });
+    closeSync(logFd);
+  }
+  const tail = stderrTail(child);
+  try {
+    // tollgate has /healthz; the bare proxy forwards everything, so the fake's model list through it.
+    await waitHttpOk(`${origin}${name === 'tollgate' ? '/healthz' : '/v1/models'}`, 20_000, name, child);
+  } catch (err) {
+    await stopChild(child);
+    throw new Error(`${err.message}\n${tail()}`);
+  }
+  const pinnedTo = procStatus(child.pid, 'Cpus_allowed_list');
+  if (opts.pin && pinnedTo !== String(opts.targetCpu)) {
+    await stopChild(child);
+    throw new Error(`${name} may run on cores ${pinnedTo}, expected only ${opts.targetCpu}`);
+  }
+  return {
+    origin,
+    pid: child.pid,
+    logPath,
+    pinnedTo,
+    stop: async () => {
+      await stopChild(child, 8000);
+      if (child.exitCode !== 0 && child.signalCode === null && tail().trim()) {
+        process.stderr.write(`  (${name} exited ${child.exitCode}: ${tail().trim().slice(-500)})\n`);
+      }
+    },
+  };
+}
+
+/** One checked request of each kind before any load: a misconfigured target fails here, not in a table. */
+async function smoke(origin, key) {
+  const post = async (body) => {
+    const res = await request(`${origin}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body,
+      headersTimeout: 5000,
+      bodyTimeout: 5000,
+    });
+    return { status: res.statusCode, text: await res.body.text() };
+  };
+  const chat = await post(chatBody());
+  let content;
+  try {
+    content = JSON.parse(chat.text)?.choices?.[0]?.message?.content;
+  } catch {
+    content = undefined;
+  }
+  if (chat.status !== 200 || !content)
+    throw new Error(`smoke: chat answered ${chat.status}: ${chat.text.slice(0, 300)}`);
+  const stream = await post(streamBody(3, 0));
+  if (stream.status !== 200 || !stream.text.trimEnd().endsWith('data: [DONE]')) {
+    throw new Error(`smoke: stream answered ${stream.status}: ${stream.text.slice(0, 300)}`);
+  }
+}
+
+function countLines(path) {
+  if (!path || !existsSync(path)) return null;
+  const buf = readFileSync(path);
+  let n = 0;
+  for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) n++;
+  return n;
+}
+
+// ----------------------------------------------------------------------------------------------
+// phases
+
+const LOAD_SLACK_MS = 60_000;
+
+const chatUrl = (origin) => `${origin}/v1/chat/completions`;
+
+/**
+ * Phases a and b, in interleaved rounds. This machine's speed drifts by 10-40% from one 10 s
+ * window to the next (a VM: the host's other tenants), so measuring all of bare and then all of
+ * tollgate would fold that drift into the ratio. Instead every round measures each target back to
+ * back (the order of bare and tollgate alternating), and the report takes the median over rounds.
+ */
+async function httpPhases(ctx) {
+  const procs = {};
+  const out = {};
+  try {
+    for (const name of opts.targets) {
+      procs[name] = await startTarget(name, ctx, 'http');
+      await smoke(procs[name].origin, ctx.key);
+      out[name] = { pinnedTo: procs[name].pinnedTo ?? null, saturationRounds: [], rateRounds: [] };
+    }
+    const orderFor = (round) => {
+      const proxies = opts.targets.filter((t) => t !== 'fake');
+      if (round % 2 === 1) proxies.reverse();
+      return opts.targets.includes('fake') ? ['fake', ...proxies] : proxies;
+    };
+    for (let round = 0; round < opts.rounds; round++) {
+      const order = orderFor(round);
+      for (const name of order) {
+        const t = procs[name];
+        const busyBeforePct = await waitQuiet();
+        const meter = cpuMeter(t.pid ?? ctx.fake.pid);
+        const args = { url: chatUrl(t.origin), key: ctx.key, connections: opts.connections };
+        const r = await runLoad(
+          'load-saturation.mjs',
+          flags({ ...args, duration: opts.duration, warmup: opts.warmup }),
+          (opts.warmup + opts.duration) * 1000 + LOAD_SLACK_MS,
+          meter.onLine,
+        );
+        r.cpu = meter.result() ?? null;
+        r.reqPerCpuS = r.cpu?.targetCpuS ? Math.round(r.ok / r.cpu.targetCpuS) : null;
+        r.busyBeforePct = busyBeforePct;
+        out[name].saturationRounds.push(r);
+        log(
+          `[round ${round + 1}/${opts.rounds}] saturation ${pad(TARGET_LABEL[name])} ${fmt(r.rps, 0).padStart(6)} req/s` +
+            `  p99 ${fmt(r.latencyMs.p99).padStart(7)} ms  CPU ${fmt(r.cpu?.targetCpuPct, 0)}%` +
+            (name === 'fake' ? ' (the fake upstream)' : ''),
+        );
+      }
+      for (const name of order) {
+        const t = procs[name];
+        const busyBeforePct = await waitQuiet();
+        const meter = cpuMeter(t.pid ?? ctx.fake.pid);
+        const r = await runLoad(
+          'load-rate.mjs',
+          flags({ url: chatUrl(t.origin), key: ctx.key, rate: opts.rate, duration: opts.duration }),
+          (1 + opts.duration) * 1000 + LOAD_SLACK_MS,
+          meter.onLine,
+        );
+        r.cpu = meter.result() ?? null;
+        r.busyBeforePct = busyBeforePct;
+        out[name].rateRounds.push(r);
+        log(
+          `[round ${round + 1}/${opts.rounds}] ${opts.rate} req/s   ${pad(TARGET_LABEL[name])}` +
+            `  p50 ${fmt(r.latencyMs.p50)} ms  p99 ${fmt(r.latencyMs.p99).padStart(6)} ms  errors ${r.errors + r.non2xx + r.badBody}`,
+        );
+      }
+    }
+  } finally {
+    for (const p of Object.values(procs)) await p.stop();
+  }
+  for (const name of opts.targets) {
+    out[name].saturation = summarizeSaturation(out[name].saturationRounds);
+    out[name].rate = summarizeRate(out[name].rateRounds);
+    out[name].logLines = countLines(procs[name].logPath);
+  }
+  return out;
+}
+
+/** Phase c, on a fresh process per target, so the RSS baseline holds no heap left from phases a-b. */
+async function streamPhase(name, ctx) {
+  const label = TARGET_LABEL[name];
+  const t = await startTarget(name, ctx, 'streams');
+  try {
+    const streamArgs = (streams, chunks, delay) =>
+      flags({
+        url: chatUrl(t.origin),
+        key: ctx.key,
+        streams,
+        chunks,
+        'chunk-delay-ms': delay,
+        'open-rate': opts.openRate,
+      });
+    // Warm-up: the stream code compiled and the pools started before the baseline is taken.
+    await runLoad('load-streams.mjs', streamArgs(Math.min(100, opts.streams), 5, 20), LOAD_SLACK_MS);
+    const busyBeforePct = await waitQuiet();
+    const before = t.pid ? rssKB(t.pid) : undefined;
+    let allOpen;
+    let peak = before;
+    const sampler = t.pid
+      ? setInterval(() => {
+          const v = rssKB(t.pid);
+          if (v !== undefined && v > peak) peak = v;
+        }, 100)
+      : undefined;
+    const meter = cpuMeter(t.pid ?? ctx.fake.pid);
+    let s;
+    try {
+      s = await runLoad(
+        'load-streams.mjs',
+        streamArgs(opts.streams, opts.chunks, opts.chunkDelayMs),
+        (opts.chunks + 2) * opts.chunkDelayMs + (opts.streams / opts.openRate) * 1000 + LOAD_SLACK_MS,
+        (line) => {
+          // The moment every stream is open at once: the memory they hold is all there.
+          if (line === 'ALL_OPEN' && t.pid) allOpen = rssKB(t.pid);
+          meter.onLine(line);
+        },
+      );
+    } finally {
+      if (sampler) clearInterval(sampler);
+    }
+    s.cpu = meter.result() ?? null;
+    s.busyBeforePct = busyBeforePct;
+    if (t.pid) {
+      s.rss = {
+        beforeKB: before,
+        allOpenKB: allOpen ?? null,
+        peakKB: peak,
+        perStreamKB: allOpen === undefined ? null : round((allOpen - before) / opts.streams),
+        peakPerStreamKB: round((peak - before) / opts.streams),
+      };
+    }
+    log(
+      `[streams] ${pad(label)} ${s.completed}/${s.streams} complete, ${s.lostChunks} lost chunks, ` +
+        `${s.stalled} stalled, first chunk p99 ${fmt(s.ttfcMs.p99, 0)} ms` +
+        (s.rss ? `, ${fmt(s.rss.perStreamKB, 1)} KB RSS per open stream` : ''),
+    );
+    return s;
+  } finally {
+    await t.stop();
+  }
+}
+
+function median(values) {
+  const s = values.filter((v) => typeof v === 'number' && !Number.isNaN(v)).sort((a, b) => a - b);
+  if (s.length === 0) return null;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+const sum = (values) => values.reduce((a, b) => a + (b ?? 0), 0);
+
+function summarizeSaturation(rounds) {
+  const rps = rounds.map((r) => r.rps);
+  return {
+    rps: median(rps),
+    rpsMin: Math.min(...rps),
+    rpsMax: Math.max(...rps),
+    ok: sum(rounds.map((r) => r.ok)),
+    latencyMs: {
+      p50: median(rounds.map((r) => r.latencyMs.p50)),
+      p99: median(rounds.map((r) => r.latencyMs.p99)),
+    },
+    errors: sum(rounds.map((r) => r.errors + r.timeouts)),
+    non2xx: sum(rounds.map((r) => r.non2xx)),
+    targetCpuPct: median(rounds.map((r) => r.cpu?.targetCpuPct)),
+    targetCoreBusyPct: median(rounds.map((r) => r.cpu?.targetCore.busyPct)),
+    loadCoreBusyPct: median(rounds.map((r) => r.cpu?.loadCore.busyPct)),
+    reqPerCpuS: median(rounds.map((r) => r.reqPerCpuS)),
+  };
+}
+
+function summarizeRate(rounds) {
+  const pick = (k) => median(rounds.map((r) => r.latencyMs[k]));
+  return {
+    achievedRate: median(rounds.map((r) => r.achievedRate)),
+    sent: sum(rounds.map((r) => r.sent)),
+    ok: sum(rounds.map((r) => r.ok)),
+    latencyMs: {
+      p50: pick('p50'),
+      p97_5: pick('p97_5'),
+      p99: pick('p99'),
+      p99Min: Math.min(...rounds.map((r) => r.latencyMs.p99)),
+      p99Max: Math.max(...rounds.map((r) => r.latencyMs.p99)),
+      max: Math.max(...rounds.map((r) => r.latencyMs.max)),
+    },
+    errors: sum(rounds.map((r) => r.errors)),
+    non2xx: sum(rounds.map((r) => r.non2xx)),
+    badBody: sum(rounds.map((r) => r.badBody)),
+    targetCpuPct: median(rounds.map((r) => r.cpu?.targetCpuPct)),
+  };
+}
+
+// ----------------------------------------------------------------------------------------------
+// verdicts and report
+
+function verdicts(results) {
+  const bare = results.bare;
+  const tg = results.tollgate;
+  const v = [];
+  // Paired: each round's tollgate figure against the bare figure measured seconds before or after
+  // it, then the median over rounds, so that drift of the machine between rounds cancels out.
+  if (bare?.saturation && tg?.saturation) {
+    const perRound = tg.saturationRounds.map((r, i) => r.rps / bare.saturationRounds[i].rps);
+    const ratio = median(perRound);
+    const clean = tg.saturation.errors + tg.saturation.non2xx === 0;
+    v.push({
+      id: 'rps_ratio',
+      label: 'saturation RPS, tollgate / bare',
+      value: round(ratio, 3),
+      perRound: perRound.map((x) => round(x, 3)),
+      display: `${pct(ratio)} (rounds ${perRound.map((x) => pct(x)).join(', ')})`,
+      goal: `>= ${pct(GOALS.rpsRatio)}, no errors`,
+      pass: ratio >= GOALS.rpsRatio && clean,
+    });
+  }
+  if (bare?.rate && tg?.rate) {
+    const perRound = tg.rateRounds.map((r, i) => r.latencyMs.p99 - bare.rateRounds[i].latencyMs.p99);
+    const delta = median(perRound);
+    const clean = tg.rate.errors + tg.rate.non2xx + tg.rate.badBody === 0 && tg.rate.ok === tg.rate.sent;
+    v.push({
+      id: 'p99_delta',
+      label: `p99 at ${opts.rate} req/s, tollgate - bare`,
+      value: round(delta, 3),
+      perRound: perRound.map((x) => round(x, 3)),
+      display: `${signed(delta)} ms (rounds ${perRound.map((x) => signed(x)).join(', ')})`,
+      goal: `<= +${GOALS.p99DeltaMs} ms, all answered`,
+      pass: delta <= GOALS.p99DeltaMs && clean,
+    });
+  }
+  if (tg?.streams) {
+    const s = tg.streams;
+    v.push({
+      id: 'streams_intact',
+      label: `${s.streams} streams: lost chunks / stalled / failed`,
+      value: { lost: s.lostChunks, stalled: s.stalled, failed: s.failed, completed: s.completed },
+      display: `${s.lostChunks} / ${s.stalled} / ${s.failed} (${s.completed} complete)`,
+      goal: '0 / 0 / 0',
+      pass: s.lostChunks + s.stalled + s.failed + s.unexpectedEvents === 0 && s.completed === s.streams,
+    });
+    const per = s.rss?.perStreamKB ?? null;
+    v.push({
+      id: 'rss_per_stream',
+      label: 'RSS per open stream',
+      value: per,
+      display: per === null ? 'n/a (the streams were never all open at once)' : `${fmt(per, 1)} KB`,
+      goal: `<= ${GOALS.rssPerStreamKB} KB`,
+      pass: per !== null && per <= GOALS.rssPerStreamKB,
+    });
+  }
+  return v;
+}
+
+/**
+ * Signs that a figure is not the proxy's own: at saturation the process under test should use
+ * ~all of its core, and its core should not be much busier than the process itself.
+ */
+function contention(results) {
+  const out = [];
+  const check = (where, c, saturating) => {
+    if (!c || c.targetCpuPct === null || c.targetCore.busyPct === null) return;
+    if (saturating && c.targetCpuPct < 90) {
+      out.push(`${where}: the target used only ${c.targetCpuPct}% of its core, so it was not the bottleneck`);
+    }
+    if (c.targetCore.busyPct - c.targetCpuPct > 10) {
+      out.push(
+        `${where}: core ${opts.targetCpu} was ${c.targetCore.busyPct}% busy, the target used ${c.targetCpuPct}%: ` +
+          'other processes ran on the target core',
+      );
+    }
+    if (c.targetCore.stealPct > 5)
+      out.push(`${where}: ${c.targetCore.stealPct}% steal time on the target core`);
+  };
+  for (const name of ['bare', 'tollgate']) {
+    const r = results[name];
+    if (!r) continue;
+    r.saturationRounds.forEach((x, i) =>
+      check(`${TARGET_LABEL[name]}, saturation round ${i + 1}`, x.cpu, true),
+    );
+    r.rateRounds.forEach((x, i) =>
+      check(`${TARGET_LABEL[name]}, ${opts.rate} req/s round ${i + 1}`, x.cpu, false),
+    );
+    check(`${TARGET_LABEL[name]}, streams`, r.streams?.cpu, false);
+  }
+  return out;
+}
+
+function round(x, d = 1) {
+  const f = 10 ** d;
+  return Math.round(x * f) / f;
+}
+
+function fmt(x, d = 2) {
+  return x === null || x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d);
+}
+
+function signed(x) {
+  return `${x >= 0 ? '+' : ''}${fmt(x)}`;
+}
+
+function pct(x) {
+  return `${(x * 100).toFixed(1)}%`;
+}
+
+function mb(kb) {
+  return kb === null || kb === undefined ? '-' : (kb / 1024).toFixed(1);
+}
+
+function pad(s) {
+  return s.padEnd(11);
+}
+
+// Everything printed is also kept, to be written next to the results as report.md.
+const printed = [];
+
+function log(line) {
+  printed.push(line);
+  process.stdout.write(`${line}\n`);
+}
+
+function table(headers, rows) {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) => `| ${cells.map((c, i) => String(c).padEnd(widths[i])).join(' | ')} |`;
+  return [line(headers), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+function report(results, checks, warnings, m) {
+  const names = opts.targets.filter((n) => results[n]);
+  const row = (title, f) => [title, ...names.map((n) => f(results[n]))];
+  const pair = (a, b, d = 2) => `${fmt(a, d)} / ${fmt(b, d)}`;
+  const R = `${opts.rate} req/s`;
+  const med = opts.rounds > 1 ? ` (median of ${opts.rounds})` : '';
+  const rows = [
+    row(`saturation req/s${med}`, (r) => fmt(r.saturation.rps, 0)),
+    row(
+      'saturation req/s, min - max',
+      (r) => `${fmt(r.saturation.rpsMin, 0)} - ${fmt(r.saturation.rpsMax, 0)}`,
+    ),
+    row('saturation p50 / p99 ms', (r) => pair(r.saturation.latencyMs.p50, r.saturation.latencyMs.p99)),
+    row('saturation errors / non-2xx', (r) => `${r.saturation.errors} / ${r.saturation.non2xx}`),
+    row('saturation CPU of target %', (r) => fmt(r.saturation.targetCpuPct, 0)),
+    row('saturation busy target / load core %', (r) =>
+      pair(r.saturation.targetCoreBusyPct, r.saturation.loadCoreBusyPct, 0),
+    ),
+    row('saturation req per CPU-second', (r) => fmt(r.saturation.reqPerCpuS, 0)),
+    row(`${R} achieved`, (r) => fmt(r.rate.achievedRate, 1)),
+    row(`${R} p50 / p97.5 ms`, (r) => pair(r.rate.latencyMs.p50, r.rate.latencyMs.p97_5)),
+    row(`${R} p99 ms${med}`, (r) => fmt(r.rate.latencyMs.p99)),
+    row(
+      `${R} p99 min - max / max ms`,
+      (r) =>
+        `${fmt(r.rate.latencyMs.p99Min)} - ${fmt(r.rate.latencyMs.p99Max)} / ${fmt(r.rate.latencyMs.max)}`,
+    ),
+    row(`${R} errors / non-2xx`, (r) => `${r.rate.errors} / ${r.rate.non2xx + r.rate.badBody}`),
+    row(`${R} CPU of target %`, (r) => fmt(r.rate.targetCpuPct, 0)),
+    row('streams complete', (r) => `${r.streams.completed} / ${r.streams.streams}`),
+    row('streams lost chunks / stalled', (r) => `${r.streams.lostChunks} / ${r.streams.stalled}`),
+    row('streams first chunk p50 / p99 ms', (r) => pair(r.streams.ttfcMs.p50, r.streams.ttfcMs.p99, 0)),
+    row('streams longest gap ms', (r) => fmt(r.streams.maxGapMs, 0)),
+    row('streams CPU of target %', (r) => (r.streams.rss ? fmt(r.streams.cpu?.targetCpuPct, 0) : 'n/a')),
+    row('RSS before / all open MB', (r) =>
+      r.streams.rss ? `${mb(r.streams.rss.beforeKB)} / ${mb(r.streams.rss.allOpenKB)}` : 'n/a',
+    ),
+    row('RSS per open stream KB', (r) => (r.streams.rss ? fmt(r.streams.rss.perStreamKB, 1) : 'n/a')),
+  ];
+  log('\n## Figures\n');
+  log(table(['', ...names.map((n) => TARGET_LABEL[n])], rows));
+  log("\n(For fake direct, CPU is the fake upstream's, on the load core.)");
+
+  log('\n## Ratios\n');
+  const sat = (n) => results[n]?.saturation;
+  if (sat('fake') && sat('bare'))
+    log(`bare proxy / fake direct RPS:   ${pct(sat('bare').rps / sat('fake').rps)}`);
+  if (sat('fake') && sat('tollgate'))
+    log(`tollgate / fake direct RPS:     ${pct(sat('tollgate').rps / sat('fake').rps)}`);
+  if (sat('bare') && sat('tollgate')) {
+    log(
+      `tollgate / bare RPS:            ${pct(sat('tollgate').rps / sat('bare').rps)} (ratio of the medians)`,
+    );
+    const a = sat('tollgate').reqPerCpuS;
+    const b = sat('bare').reqPerCpuS;
+    if (a && b)
+      log(`tollgate / bare req per CPU-s:  ${pct(a / b)} (unaffected by CPU time lost to neighbours)`);
+  }
+  // The load side limits the bare proxy when the proxy has CPU to spare while the load core has none.
+  const bare = sat('bare');
+  if (bare && bare.targetCpuPct !== null && bare.targetCpuPct < 90 && bare.loadCoreBusyPct >= 95) {
+    log(
+      'NOTE: the bare proxy had CPU to spare while the load core was saturated: the load side limits it, ' +
+        'and tollgate / bare flatters tollgate.',
+    );
+  } else if (sat('fake') && bare && bare.rps / sat('fake').rps >= 0.9) {
+    log(
+      'NOTE: the bare proxy comes within 10% of the fake-direct RPS; the headroom of the load side is thin ' +
+        '(its CPU figures above say whether it was the limit).',
+    );
+  }
+  for (const w of warnings) log(`WARNING: ${w}`);
+
+  log('\n## Targets (tollgate against the bare proxy of this run; median of the per-round comparisons)\n');
+  if (checks.length === 0)
+    log('(needs both bare and tollgate: run without --only, or with --only bare,tollgate)');
+  else {
+    const verdictRows = checks.map((c) => [c.label, c.display, c.goal, c.pass ? 'PASS' : 'FAIL']);
+    log(table(['target', 'measured', 'goal', 'verdict'], verdictRows));
+  }
+  log(`\nmachine: ${m.nproc} cores, ${m.cpuModel}, ${m.memGB} GB RAM, node ${m.node}`);
+}
+
+function summarizeProfiles(runDir) {
+  const dir = join(runDir, 'profiles-http');
+  if (!existsSync(dir)) return;
+  const r = spawnSync(process.execPath, [join(BENCH, 'cpuprofile-top.mjs'), '--dir', dir, '--top', '25'], {
+    encoding: 'utf8',
+  });
+  log(`\n## tollgate CPU profile over phases a and b (self time)\n\n${r.stdout}${r.stderr}`);
+}
+
+// ----------------------------------------------------------------------------------------------
+
+async function main() {
+  const m = machine();
+  preflight(m);
+  const started = new Date();
+  const stamp = started.toISOString().replace(/[:.]/g, '-');
+  const outDir = join(BENCH, 'out');
+  const runDir = join(outDir, `run-${stamp}`);
+  mkdirSync(runDir, { recursive: true });
+  tmp = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
+
+  const command = `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trimEnd();
+  log('# tollgate bench\n');
+  log(`date:     ${started.toISOString()}`);
+  log(
+    `machine:  ${m.nproc} cores, ${m.cpuModel}, ${m.memGB} GB RAM, ${m.kernel}${m.vm ? ' (virtual machine)' : ''}`,
+  );
+  log(`node:     ${m.node}`);
+  log(`command:  ${command}`);
+  log(
+    opts.pin
+      ? `pinning:  process under test on core ${opts.targetCpu}; load generators, fake upstream, orchestrator on core ${opts.loadCpu}`
+      : 'pinning:  OFF (--no-pin): figures are not comparable',
+  );
+  log(`targets:  ${opts.targets.map((t) => TARGET_LABEL[t]).join(', ')}${opts.quick ? '  (--quick)' : ''}`);
+  log(
+    `phases:   saturation ${opts.connections} connections ${opts.warmup}+${opts.duration} s, ` +
+      `${opts.rate} req/s ${opts.duration} s, ${opts.rounds} interleaved round(s); ` +
+      `${opts.streams} streams x ${opts.chunks} chunks ${opts.chunkDelayMs} ms apart, opened at ${opts.openRate}/s`,
+  );
+
+  const key = `tg-${randomBytes(24).toString('base64url')}`;
+  const fake = await startFake();
+  const ctx = {
+    fake,
+    key,
+    runDir,
+    tollgateConfig: writeTollgateConfig(fake.origin, createHash('sha256').update(key).digest('hex')),
+  };
+  log(`fake:     ${fake.origin} (pid ${fake.pid})\n`);
+
+  let results;
+  try {
+    results = await httpPhases(ctx);
+    for (const name of opts.targets) results[name].streams = await streamPhase(name, ctx);
+  } finally {
+    await stopChild(fake.child);
+  }
+
+  const checks = verdicts(results);
+  const warnings = contention(results);
+  report(results, checks, warnings, m);
+  const file = join(outDir, `results-${stamp}.json`);
+  const doc = {
+    date: started.toISOString(),
+    machine: m,
+    command,
+    options: opts,
+    goals: GOALS,
+    results,
+    checks,
+    warnings,
+  };
+  writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
+  log(`\nresults:  ${file.slice(ROOT.length + 1)}`);
+  log(`logs:     ${runDir.slice(ROOT.length + 1)}/`);
+  if (opts.profile) summarizeProfiles(runDir);
+  writeFileSync(join(runDir, 'report.md'), `${printed.join('\n')}\n`);
+  rmSync(tmp, { recursive: true, force: true });
+  // A missed target fails the command, so the bench can gate a CI job.
+  process.exitCode = checks.some((c) => !c.pass) ? 1 : 0;
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  killAllNow();
+  process.exit(2);
+});
