@@ -52,18 +52,25 @@ async function ensureRedis() {
   if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, stop: () => {} };
   if (await canConnect(6379, '127.0.0.1')) return { url: 'redis://127.0.0.1:6379', stop: () => {} };
   const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    {
+      stdio: 'ignore',
+    },
+  );
   child.on('error', (err) => {
     console.error(`Could not start redis-server (${err.message}). Install Redis or set REDIS_URL.`);
     process.exit(1);
   });
-  for (let i = 0; i < 50 && !(await canConnect(port, '127.0.0.1')); i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 50 && !(await canConnect(port, '127.0.0.1')); i++)
+    await new Promise((r) => setTimeout(r, 100));
   return { url: `redis://127.0.0.1:${port}`, stop: () => child.kill('SIGTERM') };
 }
 
-const files = (roots.length ? roots : ['test']).flatMap((r) => (r.endsWith('.ts') ? [r] : findTests(r))).sort();
+const files = (roots.length ? roots : ['test'])
+  .flatMap((r) => (r.endsWith('.ts') ? [r] : findTests(r)))
+  .sort();
 if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
@@ -72,7 +79,10 @@ const redis = await ensureRedis();
 const child = spawn(
   process.execPath,
   ['--import', 'tsx', '--test', '--test-concurrency=2', ...extra, ...files],
-  { stdio: 'inherit', env: { ...process.env, REDIS_URL: redis.url, LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' } },
+  {
+    stdio: 'inherit',
+    env: { ...process.env, REDIS_URL: redis.url, LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' },
+  },
 );
 child.on('exit', (code, signal) => {
   redis.stop();
