@@ -156,6 +156,20 @@ describe('streaming chat completions', () => {
     assert.ok(!gw.logs.lines.some((l) => l.msg === 'internal error'));
   });
 
+  it('respects backpressure: a client that stops reading stops the upstream, and nothing is lost', async () => {
+    // 1. A stream far larger than the socket buffers of both hops (100,000 chunks, ~25 MB).
+    const res = await post({ x_fake: { chunks: 100_000, chunkDelayMs: 0 } });
+    // 2. The client reads nothing for a while: the upstream must be held back, not drained
+    //    into the gateway's memory.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(fake.inFlight, 1, 'the upstream finished although the client read nothing');
+    // 3. Once the client reads, every chunk arrives, in order, then [DONE].
+    const events = await readSse(res.body!);
+    const content = events.filter((e) => e.data.includes('"content":"') && !e.data.includes('"role"'));
+    assert.equal(content.length, 100_000);
+    assert.equal(events.at(-1)?.data, '[DONE]');
+  });
+
   it('logs usage for a stream even when the client did not ask for it', async () => {
     const res = await post({ x_fake: { chunks: 3 } });
     const rid = res.headers.get('x-request-id');
