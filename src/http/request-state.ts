@@ -16,6 +16,8 @@ export interface RequestState {
   errorCode: string | undefined;
   /** The request body, only when prompt logging is enabled. */
   prompt: unknown;
+  /** Fields stages add to the log line (PipelineContext.logFields). */
+  logFields: Record<string, unknown>;
   /** A model route's handler is still running (the socket may close before it settles). */
   inHandler: boolean;
   /** The socket closed while the handler ran: the handler writes the log line when it settles. */
@@ -42,6 +44,7 @@ export function newRequestState(): RequestState {
     usage: undefined,
     errorCode: undefined,
     prompt: undefined,
+    logFields: {},
     inHandler: false,
     logWhenHandled: false,
   };
@@ -88,6 +91,7 @@ export function logRequest(log: Logger, request: FastifyRequest, reply: FastifyR
             reasoning_tokens: usage.completion_tokens_details?.reasoning_tokens ?? 0,
           }
         : undefined,
+      ...s.logFields,
       error: s.errorCode,
       aborted: aborted || undefined,
       prompt: s.prompt,

@@ -62,6 +62,10 @@ export interface PipelineContext {
   readonly stream: boolean;
   /** The client set stream_options.include_usage: only then does it see the usage chunk. */
   readonly clientWantsUsage: boolean;
+  /** The client's request headers (lower-case names), for stages steered by headers. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** Extra fields for the request's log line (cache status, savings, limits, ...). */
+  readonly logFields: Record<string, unknown>;
   /** Fires when the client goes away (or the gateway shuts down hard). */
   readonly signal: AbortSignal;
   readonly log: Logger;

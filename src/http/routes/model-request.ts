@@ -76,6 +76,8 @@ async function run(
     stream,
     clientWantsUsage:
       (body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage === true,
+    headers: request.headers,
+    logFields: state.logFields,
     signal: abort.signal,
     log: deps.log,
     candidates: [],
