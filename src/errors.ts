@@ -143,6 +143,36 @@ export const errors = {
       retryable: true,
       message: `The upstream provider '${provider}' sent a response the gateway could not read (${detail}).`,
     }),
+  /** Over an RPM/TPM/concurrency limit: OpenAI's 429, whose `type` names the limited dimension. */
+  rateLimited: (o: {
+    dimension: 'requests' | 'tokens';
+    message: string;
+    retryAfterMs: number;
+    headers: Record<string, string>;
+  }): GatewayError =>
+    new GatewayError({
+      status: 429,
+      type: o.dimension,
+      code: 'rate_limit_exceeded',
+      retryable: true,
+      retryAfterMs: o.retryAfterMs,
+      message: o.message,
+      headers: {
+        ...o.headers,
+        // Whole seconds, rounded up, as OpenAI sends it; the exact wait in retry-after-ms.
+        'retry-after': String(Math.max(1, Math.ceil(o.retryAfterMs / 1000))),
+        'retry-after-ms': String(Math.max(0, Math.ceil(o.retryAfterMs))),
+      },
+    }),
+  /** A request bigger than a limit's whole capacity: waiting cannot help, so the SDK must not retry. */
+  requestTooLarge: (o: { message: string; headers: Record<string, string> }): GatewayError =>
+    new GatewayError({
+      status: 429,
+      type: 'tokens',
+      code: 'rate_limit_exceeded',
+      message: o.message,
+      headers: { ...o.headers, 'x-should-retry': 'false' },
+    }),
   shuttingDown: (): GatewayError =>
     new GatewayError({
       status: 503,
@@ -150,6 +180,16 @@ export const errors = {
       code: 'shutting_down',
       retryable: true,
       message: 'The gateway is shutting down. Please retry; another instance will answer.',
+    }),
+  storeUnavailable: (cause?: unknown): GatewayError =>
+    new GatewayError({
+      status: 503,
+      type: 'server_error',
+      code: 'store_unavailable',
+      retryable: true,
+      cause,
+      message:
+        "The gateway's shared state store (Redis) is unavailable, so rate limits cannot be enforced and the request was refused. Please try again shortly.",
     }),
   internal: (cause?: unknown): GatewayError =>
     new GatewayError({

@@ -31,3 +31,32 @@ export const DEFAULT_BASE_URLS = {
 } as const;
 
 export const DEFAULT_CONFIG_PATH = 'config/tollgate.yaml';
+
+export const DEFAULT_REDIS = {
+  keyPrefix: 'tg:',
+  /** A store call on the request path never waits longer than this. */
+  commandTimeoutMs: 100,
+  connectTimeoutMs: 2_000,
+  onUnavailable: 'open',
+} as const;
+
+export const DEFAULT_MEMORY_CACHE_BYTES = 64 * 1024 * 1024;
+
+export const DEFAULT_CACHE = {
+  enabled: true,
+  ttlSeconds: 3_600,
+  maxTtlSeconds: 86_400,
+  maxEntryBytes: 1024 * 1024,
+  cacheSampled: false,
+  shared: false,
+} as const;
+
+export const DEFAULT_LIMITS = {
+  /**
+   * Byte-level BPE tokens cover at least one byte each, so bytes are a hard upper bound; 3 bytes
+   * per token still over-estimates English (about 4) and code, and is near CJK text (3 bytes
+   * per character, about one token each). Reconciled with the real usage afterwards.
+   */
+  bytesPerToken: 3,
+  expectedCompletionTokens: 1_024,
+} as const;

@@ -6,14 +6,25 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
 import {
   DEFAULT_BASE_URLS,
+  DEFAULT_CACHE,
   DEFAULT_CONFIG_PATH,
   DEFAULT_CONNECTIONS,
+  DEFAULT_LIMITS,
+  DEFAULT_MEMORY_CACHE_BYTES,
+  DEFAULT_REDIS,
   DEFAULT_SERVER,
   DEFAULT_TIMEOUTS,
 } from './defaults.js';
 import {
   configFileSchema,
+  type CacheConfig,
   type Config,
+  type LimitsConfig,
+  type RateLimitConfig,
+  type RedisConfig,
+  type StoreConfig,
+  type TeamCacheConfig,
+  type TeamLimitsConfig,
   type ModelConfig,
   type ProviderConfig,
   type TeamConfig,
@@ -137,8 +148,63 @@ interface FileShape {
       connections?: number;
     }
   >;
-  models?: Record<string, { deployments: { provider: string; model?: string }[] }>;
-  teams?: { name: string; keys: { id: string; sha256: string }[]; models?: string[] }[];
+  models?: Record<string, { deployments: { provider: string; model?: string; rpm?: number; tpm?: number }[] }>;
+  teams?: {
+    name: string;
+    keys: { id: string; sha256: string }[];
+    models?: string[];
+    limits?: Partial<Omit<TeamLimitsConfig, 'perKey' | 'models'>> & {
+      perKey?: Partial<RateLimitConfig>;
+      models?: Record<string, Partial<RateLimitConfig>>;
+    };
+    cache?: Partial<TeamCacheConfig>;
+  }[];
+  store?: {
+    type?: 'memory' | 'redis';
+    memoryCacheMaxBytes?: number;
+    redis?: Partial<Omit<RedisConfig, 'sentinel'>> & {
+      sentinel?: { name: string; sentinels: { host: string; port: number }[]; password?: string };
+    };
+  };
+  cache?: Partial<Omit<CacheConfig, 'models'>> & { models?: Record<string, Partial<TeamCacheConfig>> };
+  limits?: Partial<LimitsConfig>;
+}
+
+const rateLimit = (r: Partial<RateLimitConfig> | undefined): RateLimitConfig | undefined =>
+  r && (r.rpm !== undefined || r.tpm !== undefined) ? { rpm: r.rpm, tpm: r.tpm } : undefined;
+
+const cachePolicy = (c: Partial<TeamCacheConfig> | undefined): TeamCacheConfig => ({
+  enabled: c?.enabled,
+  ttlSeconds: c?.ttlSeconds,
+});
+
+/** The store: Redis when a Redis is named (config or REDIS_URL), else memory. */
+function storeConfig(file: FileShape['store'], env: Env, problems: string[]): StoreConfig {
+  const r = file?.redis;
+  const url = r?.url || env.REDIS_URL || undefined;
+  const named = url !== undefined || r?.sentinel !== undefined || r?.cluster !== undefined;
+  const type = file?.type ?? (named ? 'redis' : 'memory');
+  if (type === 'redis' && !named) {
+    problems.push('store.redis: store.type is redis but no url, sentinel or cluster is given (or REDIS_URL)');
+  }
+  return {
+    type,
+    memoryCacheMaxBytes: file?.memoryCacheMaxBytes ?? DEFAULT_MEMORY_CACHE_BYTES,
+    redis:
+      type === 'redis'
+        ? {
+            url,
+            sentinel: r?.sentinel
+              ? { name: r.sentinel.name, sentinels: r.sentinel.sentinels, password: r.sentinel.password }
+              : undefined,
+            cluster: r?.cluster,
+            keyPrefix: r?.keyPrefix ?? DEFAULT_REDIS.keyPrefix,
+            commandTimeoutMs: r?.commandTimeoutMs ?? DEFAULT_REDIS.commandTimeoutMs,
+            connectTimeoutMs: r?.connectTimeoutMs ?? DEFAULT_REDIS.connectTimeoutMs,
+            onUnavailable: r?.onUnavailable ?? DEFAULT_REDIS.onUnavailable,
+          }
+        : undefined,
+  };
 }
 
 /** Zero-config: providers from the provider keys in the environment, every model passed through. */
@@ -196,6 +262,8 @@ function finish(file: FileShape, source: string, env: Env): Config {
       deployments: m.deployments.map((d) => ({
         provider: d.provider,
         model: d.model ?? (name === '*' ? undefined : name),
+        rpm: d.rpm,
+        tpm: d.tpm,
       })),
     });
   }
@@ -218,9 +286,53 @@ function finish(file: FileShape, source: string, env: Env): Config {
         problems.push(`teams[${ti}].models[${mi}]: model '${m}' is not declared under models`);
       }
     });
-    teams.push(Object.freeze({ name: t.name, keys: t.keys.map((k) => ({ ...k })), models: [...allowed] }));
+    for (const m of Object.keys(t.limits?.models ?? {})) {
+      if (!models[m] && !models['*']) problems.push(`teams[${ti}].limits.models.${m}: model '${m}' is not declared under models`);
+    }
+    const l = t.limits;
+    const limits: TeamLimitsConfig | undefined = l
+      ? {
+          rpm: l.rpm,
+          tpm: l.tpm,
+          concurrency: l.concurrency,
+          maxWaitMs: l.maxWaitMs ?? 0,
+          perKey: rateLimit(l.perKey),
+          models: Object.fromEntries(
+            Object.entries(l.models ?? {}).flatMap(([m, r]) => {
+              const rl = rateLimit(r);
+              return rl ? [[m, rl]] : [];
+            }),
+          ),
+        }
+      : undefined;
+    teams.push(
+      Object.freeze({
+        name: t.name,
+        keys: t.keys.map((k) => ({ ...k })),
+        models: [...allowed],
+        limits,
+        cache: cachePolicy(t.cache),
+      }),
+    );
   });
 
+  const store = storeConfig(file.store, env, problems);
+  const cache: CacheConfig = {
+    ...DEFAULT_CACHE,
+    ...file.cache,
+    models: Object.fromEntries(Object.entries(file.cache?.models ?? {}).map(([m, c]) => [m, cachePolicy(c)])),
+  };
+  const limitsConfig: LimitsConfig = { ...DEFAULT_LIMITS, ...file.limits };
+
   if (problems.length > 0) throw new ConfigError(source, problems);
-  return Object.freeze({ server: Object.freeze(server), providers, models, teams, source });
+  return Object.freeze({
+    server: Object.freeze(server),
+    store,
+    cache,
+    limits: limitsConfig,
+    providers,
+    models,
+    teams,
+    source,
+  });
 }

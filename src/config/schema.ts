@@ -25,10 +25,20 @@ export interface ProviderConfig {
   connections: number | null;
 }
 
+export interface RateLimitConfig {
+  /** Requests per minute. */
+  rpm: number | undefined;
+  /** Tokens (prompt + completion) per minute. */
+  tpm: number | undefined;
+}
+
 export interface DeploymentConfig {
   provider: string;
   /** Model name sent upstream; undefined means "the name the client asked for" (wildcard routes). */
   model: string | undefined;
+  /** The upstream's own quota for this deployment (the provider account's RPM/TPM). */
+  rpm: number | undefined;
+  tpm: number | undefined;
 }
 
 export interface ModelConfig {
@@ -41,11 +51,67 @@ export interface TeamKeyConfig {
   sha256: string;
 }
 
+export interface TeamLimitsConfig extends RateLimitConfig {
+  /** Most requests of the team in flight at once, across replicas. */
+  concurrency: number | undefined;
+  /** Over a limit, wait (FIFO per team) up to this long for capacity instead of answering 429. */
+  maxWaitMs: number;
+  /** Limits for each key of the team on its own. */
+  perKey: RateLimitConfig | undefined;
+  /** Limits for the team's use of one model. */
+  models: Record<string, RateLimitConfig>;
+}
+
+export interface TeamCacheConfig {
+  enabled: boolean | undefined;
+  ttlSeconds: number | undefined;
+}
+
 export interface TeamConfig {
   name: string;
   keys: TeamKeyConfig[];
   /** Model names the team may use; '*' allows every configured model. */
   models: string[];
+  limits: TeamLimitsConfig | undefined;
+  cache: TeamCacheConfig;
+}
+
+export interface RedisConfig {
+  url: string | undefined;
+  sentinel: { name: string; sentinels: { host: string; port: number }[]; password: string | undefined } | undefined;
+  cluster: { nodes: { host: string; port: number }[] } | undefined;
+  keyPrefix: string;
+  commandTimeoutMs: number;
+  connectTimeoutMs: number;
+  /** Redis down: 'open' serves with local limits and no cache; 'closed' answers 503. */
+  onUnavailable: 'open' | 'closed';
+}
+
+export interface StoreConfig {
+  type: 'memory' | 'redis';
+  redis: RedisConfig | undefined;
+  /** MemoryStore's cache bound (also the local fallback's). */
+  memoryCacheMaxBytes: number;
+}
+
+export interface CacheConfig {
+  enabled: boolean;
+  ttlSeconds: number;
+  /** Ceiling for the per-request x-tollgate-cache-ttl header. */
+  maxTtlSeconds: number;
+  maxEntryBytes: number;
+  /** Also cache sampled requests (temperature > 0 or absent). */
+  cacheSampled: boolean;
+  /** Share entries across teams (off: every team has its own cache). */
+  shared: boolean;
+  models: Record<string, TeamCacheConfig>;
+}
+
+export interface LimitsConfig {
+  /** Prompt tokens are estimated as ceil(body bytes / bytesPerToken) at admission. */
+  bytesPerToken: number;
+  /** Completion tokens reserved when a request sets no max_tokens / max_completion_tokens. */
+  expectedCompletionTokens: number;
 }
 
 export interface ServerConfig {
@@ -61,6 +127,9 @@ export interface ServerConfig {
 
 export interface Config {
   server: ServerConfig;
+  store: StoreConfig;
+  cache: CacheConfig;
+  limits: LimitsConfig;
   providers: Record<string, ProviderConfig>;
   models: Record<string, ModelConfig>;
   teams: TeamConfig[];
@@ -81,6 +150,27 @@ const timeouts = {
 
 const name = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$' } as const;
 
+const positiveInt = { type: 'integer', minimum: 1 } as const;
+
+const rateLimit = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { rpm: positiveInt, tpm: positiveInt },
+} as const;
+
+const cachePolicy = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { enabled: { type: 'boolean' }, ttlSeconds: { type: 'integer', minimum: 0 } },
+} as const;
+
+const hostPort = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['host', 'port'],
+  properties: { host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 1, maximum: 65535 } },
+} as const;
+
 export const configFileSchema = {
   type: 'object',
   additionalProperties: false,
@@ -99,6 +189,62 @@ export const configFileSchema = {
       },
     },
     timeouts,
+    store: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        type: { enum: ['memory', 'redis'] },
+        memoryCacheMaxBytes: positiveInt,
+        redis: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            url: { type: 'string', pattern: '^(rediss?://.*)?$' },
+            sentinel: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['name', 'sentinels'],
+              properties: {
+                name: { type: 'string', minLength: 1 },
+                sentinels: { type: 'array', minItems: 1, items: hostPort },
+                password: { type: 'string' },
+              },
+            },
+            cluster: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['nodes'],
+              properties: { nodes: { type: 'array', minItems: 1, items: hostPort } },
+            },
+            keyPrefix: { type: 'string', pattern: '^[A-Za-z0-9:_.-]{0,64}$' },
+            commandTimeoutMs: positiveInt,
+            connectTimeoutMs: positiveInt,
+            onUnavailable: { enum: ['open', 'closed'] },
+          },
+        },
+      },
+    },
+    cache: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        enabled: { type: 'boolean' },
+        ttlSeconds: { type: 'integer', minimum: 0 },
+        maxTtlSeconds: { type: 'integer', minimum: 0 },
+        maxEntryBytes: positiveInt,
+        cacheSampled: { type: 'boolean' },
+        shared: { type: 'boolean' },
+        models: { type: 'object', additionalProperties: cachePolicy },
+      },
+    },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        bytesPerToken: { type: 'number', exclusiveMinimum: 0 },
+        expectedCompletionTokens: { type: 'integer', minimum: 0 },
+      },
+    },
     providers: {
       type: 'object',
       propertyNames: name,
@@ -131,7 +277,7 @@ export const configFileSchema = {
               type: 'object',
               additionalProperties: false,
               required: ['provider'],
-              properties: { provider: name, model: { type: 'string', minLength: 1 } },
+              properties: { provider: name, model: { type: 'string', minLength: 1 }, rpm: positiveInt, tpm: positiveInt },
             },
           },
         },
@@ -158,6 +304,19 @@ export const configFileSchema = {
             },
           },
           models: { type: 'array', items: { type: 'string', minLength: 1 } },
+          limits: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              rpm: positiveInt,
+              tpm: positiveInt,
+              concurrency: positiveInt,
+              maxWaitMs: { type: 'integer', minimum: 0 },
+              perKey: rateLimit,
+              models: { type: 'object', additionalProperties: rateLimit },
+            },
+          },
+          cache: cachePolicy,
         },
       },
     },

@@ -26,6 +26,8 @@ export interface Deployment {
   id: string;
   provider: string;
   model: string;
+  /** The deployment's own upstream quota, per minute, when configured. */
+  quota?: { rpm: number | undefined; tpm: number | undefined };
 }
 
 export interface JsonOutcome {

@@ -1,6 +1,6 @@
 // Maps a presented key to its team. Lookups go by the key's sha256 digest in a Map, so the
 // plaintext is never stored and no byte-by-byte comparison leaks timing about stored keys.
-import type { Config, TeamConfig } from '../config/schema.js';
+import type { TeamConfig } from '../config/schema.js';
 import { hashKey } from './keys.js';
 
 export interface Team {
@@ -24,7 +24,7 @@ export interface TeamRegistry {
 
 export const ANONYMOUS_TEAM_NAME = 'local';
 
-function toTeam(t: TeamConfig): Team {
+function toTeam(t: Pick<TeamConfig, 'name' | 'models'>): Team {
   return Object.freeze({
     name: t.name,
     models: new Set(t.models.filter((m) => m !== '*')),
@@ -36,7 +36,9 @@ export function teamMayUse(team: Team, model: string): boolean {
   return team.allModels || team.models.has(model);
 }
 
-export function createTeamRegistry(config: Pick<Config, 'teams'>): TeamRegistry {
+export function createTeamRegistry(config: {
+  teams: readonly Pick<TeamConfig, 'name' | 'keys' | 'models'>[];
+}): TeamRegistry {
   const byHash = new Map<string, Principal>();
   const teams = config.teams.map((t) => {
     const team = toTeam(t);

@@ -2,7 +2,7 @@
 // Reads ctx.team and ctx.model. A model the team may not use, or that no route serves, is a
 // 404 model_not_found, exactly as OpenAI answers, so a team cannot probe what others use.
 // Needs no store; it cannot fail on a dependency.
-import type { Config } from '../../config/schema.js';
+import type { Config, DeploymentConfig } from '../../config/schema.js';
 import { errors } from '../../errors.js';
 import { teamMayUse } from '../../teams/registry.js';
 import type { Deployment, Stage } from '../types.js';
@@ -16,7 +16,7 @@ export function createRouteStage(config: Pick<Config, 'models'>): Stage {
       m.name,
       m.deployments.map((d) => {
         const model = d.model ?? m.name;
-        return { id: `${d.provider}/${model}`, provider: d.provider, model };
+        return withQuota({ id: `${d.provider}/${model}`, provider: d.provider, model }, d);
       }),
     );
   }
@@ -28,10 +28,15 @@ export function createRouteStage(config: Pick<Config, 'models'>): Stage {
       named.get(ctx.model) ??
       wildcard?.map((d) => {
         const model = d.model ?? ctx.model;
-        return { id: `${d.provider}/${model}`, provider: d.provider, model };
+        return withQuota({ id: `${d.provider}/${model}`, provider: d.provider, model }, d);
       });
     if (!candidates) throw errors.modelNotFound(ctx.model);
     ctx.candidates = candidates;
     return next(ctx);
   };
+}
+
+function withQuota(dep: Deployment, d: DeploymentConfig): Deployment {
+  if (d.rpm === undefined && d.tpm === undefined) return dep;
+  return { ...dep, quota: { rpm: d.rpm, tpm: d.tpm } };
 }

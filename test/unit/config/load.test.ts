@@ -93,7 +93,7 @@ teams:
     assert.equal(c.source, 'environment');
     assert.equal(c.providers.openai?.apiKey, 'sk-env');
     assert.equal(c.providers.openai?.baseUrl, 'https://api.openai.com/v1');
-    assert.deepEqual(c.models['*']?.deployments, [{ provider: 'openai', model: undefined }]);
+    assert.deepEqual(c.models['*']?.deployments, [{ provider: 'openai', model: undefined, rpm: undefined, tpm: undefined }]);
   });
 
   it('starts with no providers at all when the environment has no key', () => {
@@ -114,7 +114,7 @@ teams:
       't',
       {},
     );
-    assert.deepEqual(c.models['gpt-4o']?.deployments, [{ provider: 'p', model: 'gpt-4o' }]);
+    assert.deepEqual(c.models['gpt-4o']?.deployments, [{ provider: 'p', model: 'gpt-4o', rpm: undefined, tpm: undefined }]);
     assert.deepEqual(c.teams[0]?.models, ['*']);
   });
 });
@@ -129,5 +129,50 @@ describe('interpolated scalars', () => {
     assert.equal(c.server.port, 9090);
     assert.equal(c.server.trustProxy, false);
     assert.equal(c.providers.p?.apiKey, '12x');
+  });
+});
+
+describe('store, cache and limits config', () => {
+  it('picks the memory store without Redis, and Redis when REDIS_URL is set', () => {
+    assert.equal(parseConfig('{}', 't', {}).store.type, 'memory');
+    const c = parseConfig('{}', 't', { REDIS_URL: 'redis://127.0.0.1:6379/2' });
+    assert.equal(c.store.type, 'redis');
+    assert.equal(c.store.redis?.url, 'redis://127.0.0.1:6379/2');
+    assert.equal(c.store.redis?.onUnavailable, 'open');
+    assert.equal(c.store.redis?.keyPrefix, 'tg:');
+  });
+
+  it('rejects a redis store with nothing to connect to', () => {
+    const problems = problemsOf(() => parseConfig('store: { type: redis }', 't', {}));
+    assert.match(problems[0]!, /^store\.redis: store\.type is redis but no url/);
+  });
+
+  it('reads team limits and cache policies, defaulting the rest', () => {
+    const c = parseConfig(
+      `providers: { p: { type: openai } }
+models: { m: { deployments: [{ provider: p, rpm: 100, tpm: 5000 }] } }
+cache: { ttlSeconds: 60, models: { m: { ttlSeconds: 10 } } }
+teams:
+  - name: a
+    keys: [{ id: k, sha256: ${'c'.repeat(64)} }]
+    limits: { rpm: 10, tpm: 1000, concurrency: 2, perKey: { rpm: 5 }, models: { m: { tpm: 500 } } }
+    cache: { enabled: false }
+`,
+      't',
+      {},
+    );
+    const limits = c.teams[0]!.limits!;
+    assert.deepEqual(
+      { rpm: limits.rpm, tpm: limits.tpm, concurrency: limits.concurrency, maxWaitMs: limits.maxWaitMs },
+      { rpm: 10, tpm: 1000, concurrency: 2, maxWaitMs: 0 },
+    );
+    assert.deepEqual(limits.perKey, { rpm: 5, tpm: undefined });
+    assert.deepEqual(limits.models, { m: { rpm: undefined, tpm: 500 } });
+    assert.equal(c.teams[0]!.cache.enabled, false);
+    assert.equal(c.cache.ttlSeconds, 60);
+    assert.equal(c.cache.models.m?.ttlSeconds, 10);
+    assert.equal(c.cache.cacheSampled, false);
+    assert.equal(c.models.m?.deployments[0]?.tpm, 5000);
+    assert.equal(c.limits.bytesPerToken, 3);
   });
 });
