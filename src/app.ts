@@ -13,16 +13,21 @@ import { registerModelRoutes } from './http/routes/model-request.js';
 import { registerModelsRoute } from './http/routes/models.js';
 import { createPipeline } from './pipeline/index.js';
 import { createProviderRegistry, type ProviderRegistry } from './providers/registry.js';
+import { createStore, type StoreHandle } from './stores/create-store.js';
 import { createTeamRegistry } from './teams/registry.js';
 
 export interface AppDeps {
   log: Logger;
   providers?: ProviderRegistry;
+  /** Tests may hand in a store; by default it is built from config.store. */
+  store?: StoreHandle;
 }
 
 export interface Gateway {
   app: FastifyInstance;
   readiness: Readiness;
+  /** Waits (bounded) for the store to connect, so the first requests find the shared state. */
+  storeReady(): Promise<boolean>;
   /** Closes the server (letting in-flight requests finish) and then the upstream pools. */
   close(): Promise<void>;
 }
@@ -34,7 +39,9 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
   const log = deps.log;
   const providers = deps.providers ?? createProviderRegistry(config);
   const teams = createTeamRegistry(config);
-  const pipeline = createPipeline({ config, providers });
+  const storeHandle = deps.store ?? createStore(config.store, log);
+  const { store, keys } = storeHandle;
+  const pipeline = createPipeline({ config, providers, store, keys, log });
   const readiness: Readiness = { draining: false };
   const bodyLimit = config.server.bodyLimitBytes;
 
@@ -116,10 +123,12 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
   return {
     app,
     readiness,
+    storeReady: () => storeHandle.ready(config.store.redis?.connectTimeoutMs ?? 0),
     async close() {
       readiness.draining = true;
       await app.close();
       await providers.close();
+      await store.close();
     },
   };
 }

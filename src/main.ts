@@ -50,9 +50,15 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
   }
 
   const gateway = buildApp(config, { log });
+  if (!(await gateway.storeReady())) {
+    log.warn(
+      { policy: config.store.redis?.onUnavailable },
+      'Redis not reachable at start: starting under the outage policy',
+    );
+  }
   const address = await gateway.app.listen({ host: config.server.host, port: config.server.port });
   log.info(
-    { address, config: config.source, providers: Object.keys(config.providers) },
+    { address, config: config.source, providers: Object.keys(config.providers), store: config.store.type },
     'tollgate listening',
   );
 

@@ -1,22 +1,69 @@
 // The request path, outermost stage first. Composed once at start-up, never per request.
-// Later stages slot in here in this order: accounting, budget, cache, limits, route,
-// attempts, provider (see DESIGN.md).
-import type { Config } from '../config/schema.js';
+// The order (DESIGN.md): accounting, budget, cache, limits, route, attempts, provider; the
+// stages of later milestones slot in where their names stand. `quota` guards the chosen
+// deployment's own upstream quota until the attempts stage takes that over.
+import type { Logger } from 'pino';
+import type { CacheConfig, Config, TeamConfig } from '../config/schema.js';
 import type { ProviderRegistry } from '../providers/registry.js';
+import type { Keys } from '../stores/keys.js';
+import type { Store } from '../stores/store.js';
+import { createCacheStage, type CacheOptions } from './stages/cache.js';
+import { createLimitsStage } from './stages/limits.js';
 import { createProviderStage } from './stages/provider.js';
+import { createQuotaStage } from './stages/quota.js';
 import { createRouteStage } from './stages/route.js';
 import type { Next, Stage } from './types.js';
 
 export interface PipelineDeps {
   config: Config;
   providers: ProviderRegistry;
+  store: Store;
+  keys: Keys;
+  log: Logger;
 }
 
-export function createPipeline({ config, providers }: PipelineDeps): Next {
-  return compose([createRouteStage(config)], createProviderStage(providers));
+export function createPipeline({ config, providers, store, keys, log }: PipelineDeps): Next {
+  const stages: Stage[] = [
+    createCacheStage({ store, keys, log }, cacheOptions(config)),
+    createLimitsStage(
+      { store, keys, log },
+      // A lost release (a crashed replica) frees its slot once the longest request could be over.
+      { teams: config.teams, limits: config.limits, slotLeaseMs: maxTotalTimeoutMs(config) + 60_000 },
+    ),
+    createRouteStage(config),
+    createQuotaStage({ store, keys, log }, config.limits),
+  ];
+  return compose(stages, createProviderStage(providers));
 }
 
 /** Folds stages into one Next: stages[0] runs first and calls into stages[1], ... then `last`. */
 export function compose(stages: Stage[], last: Next): Next {
   return stages.reduceRight<Next>((next, stage) => (ctx) => stage(ctx, next), last);
+}
+
+/**
+ * The cache policy from config. The most specific setting wins: a team's, then a model's,
+ * then the default; a TTL of 0 or `enabled: false` at any level turns caching off there.
+ */
+export function cacheOptions(config: Pick<Config, 'cache' | 'teams'>): CacheOptions {
+  const cache: CacheConfig = config.cache;
+  const teams = new Map<string, TeamConfig['cache']>(config.teams.map((t) => [t.name, t.cache]));
+  return {
+    maxEntryBytes: cache.maxEntryBytes,
+    cacheSampled: cache.cacheSampled,
+    maxTtlSeconds: cache.maxTtlSeconds,
+    scopeFor: (team) => (cache.shared ? 'shared' : `t:${team}`),
+    ttlSecondsFor(team, model) {
+      if (!cache.enabled) return undefined;
+      const t = teams.get(team);
+      const m = cache.models[model];
+      if (t?.enabled === false || m?.enabled === false) return undefined;
+      const ttl = t?.ttlSeconds ?? m?.ttlSeconds ?? cache.ttlSeconds;
+      return ttl > 0 ? ttl : undefined;
+    },
+  };
+}
+
+function maxTotalTimeoutMs(config: Pick<Config, 'providers'>): number {
+  return Math.max(0, ...Object.values(config.providers).map((p) => p.timeouts.totalMs));
 }

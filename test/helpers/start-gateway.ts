@@ -23,6 +23,7 @@ export async function startGateway(
   const config = parseConfig(stringify(configObject), 'test', env);
   const logs = createLogSink();
   const gateway = buildApp(config, { log: logs.log });
+  await gateway.storeReady();
   const address = await gateway.app.listen({ host: '127.0.0.1', port: 0 });
   return { url: address, baseURL: `${address}/v1`, gateway, config, logs, close: () => gateway.close() };
 }
