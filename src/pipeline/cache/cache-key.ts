@@ -1,0 +1,68 @@
+// Which requests count as "the same" for the response cache. The digest covers every body
+// field that can change the answer, including fields this gateway does not know: a sampling
+// knob added by a provider tomorrow must make two requests differ, not collide. Only fields
+// that change how the answer is delivered or traced, never what it is, are left out. The
+// endpoint goes into the digest too, so a chat body and an embeddings body never share an entry.
+import { createHash } from 'node:crypto';
+import type { Endpoint } from '../types.js';
+
+/** Top-level body fields that do not change the output: delivery (stream, stream_options), tracing (user, metadata). */
+export const KEY_IGNORED_FIELDS: ReadonlySet<string> = new Set([
+  'stream',
+  'stream_options',
+  'user',
+  'metadata',
+]);
+
+/**
+ * sha256 (hex) of `<endpoint>\n<canonical body>`. The body is serialised once, in canonical form,
+ * and never stringified as a whole otherwise: on large prompts that walk is the cost of a key.
+ */
+export function cacheDigest(endpoint: Endpoint, body: Readonly<Record<string, unknown>>): string {
+  return createHash('sha256')
+    .update(`${endpoint}\n`)
+    .update(canonicalJson(body, KEY_IGNORED_FIELDS))
+    .digest('hex');
+}
+
+/**
+ * JSON with object keys sorted (at every depth) and arrays in their order, so two bodies that
+ * differ only in key order or whitespace give the same text. `omitTopLevel` names top-level
+ * keys to leave out. Undefined members are dropped and undefined array items become null, as
+ * JSON.stringify does.
+ */
+export function canonicalJson(value: unknown, omitTopLevel?: ReadonlySet<string>): string {
+  let out = '';
+  const write = (v: unknown, omit: ReadonlySet<string> | undefined): void => {
+    if (v === null || typeof v !== 'object') {
+      out += JSON.stringify(v) ?? 'null';
+      return;
+    }
+    if (Array.isArray(v)) {
+      out += '[';
+      for (let i = 0; i < v.length; i++) {
+        if (i > 0) out += ',';
+        write(v[i], undefined);
+      }
+      out += ']';
+      return;
+    }
+    const obj = v as Record<string, unknown>;
+    // Default sort compares UTF-16 code units: the same order on every replica and Node version.
+    const names = Object.keys(obj).sort();
+    out += '{';
+    let first = true;
+    for (const name of names) {
+      const member = obj[name];
+      if (member === undefined || omit?.has(name)) continue;
+      if (!first) out += ',';
+      first = false;
+      out += JSON.stringify(name);
+      out += ':';
+      write(member, undefined);
+    }
+    out += '}';
+  };
+  write(value, omitTopLevel);
+  return out;
+}
