@@ -1,6 +1,6 @@
 // MemoryStore: the Store in this process's memory, the default when no Redis is configured and
 // the local fallback when Redis is away. Token-bucket arithmetic is the same as the Lua
-// scripts' (lua/take.lua): buckets refill continuously and an absent bucket is full. The cache
+// scripts' (lua/bucket.ts): buckets refill continuously and an absent bucket is full. The cache
 // is bounded by bytes, evicting the least recently used entries.
 import type { Bucket, BucketSnapshot, SlotResult, Store, Take, TakeResult } from './store.js';
 
@@ -14,6 +14,9 @@ export interface MemoryStoreOptions {
 interface BucketState {
   tokens: number;
   at: number;
+  /** Kept so the sweep can tell when an idle bucket is full again. */
+  capacity: number;
+  refillPerSecond: number;
 }
 
 interface CacheEntry {
@@ -66,7 +69,9 @@ export class MemoryStore implements Store {
         limiting,
       };
     }
-    const buckets = takes.map((t, i) => this.store(t.bucket, levels[i]! - t.cost, now));
+    const buckets = takes.map((t, i) =>
+      this.store(t.bucket, Math.min(t.bucket.capacity, levels[i]! - t.cost), now),
+    );
     return { admitted: true, buckets, retryAfterMs: 0, limiting: -1 };
   }
 
@@ -107,13 +112,14 @@ export class MemoryStore implements Store {
   }
 
   async cacheSet(key: string, value: Buffer, ttlMs: number): Promise<void> {
-    const size = key.length + value.length;
-    if (size > this.cacheMaxBytes || ttlMs <= 0) return;
+    const size = Buffer.byteLength(key) + value.length;
     const old = this.cache.get(key);
     if (old) {
       this.cache.delete(key);
       this.cacheBytes -= old.size;
     }
+    // Even when the new value is not kept, the old one is gone: a writer never reads stale data back.
+    if (size > this.cacheMaxBytes || ttlMs <= 0) return;
     this.cache.set(key, { value, expiresAt: this.now() + ttlMs, size });
     this.cacheBytes += size;
     for (const [k, e] of this.cache) {
@@ -135,15 +141,20 @@ export class MemoryStore implements Store {
   }
 
   private store(bucket: Bucket, tokens: number, now: number): BucketSnapshot {
-    this.buckets.set(bucket.key, { tokens, at: now });
+    this.buckets.set(bucket.key, {
+      tokens,
+      at: now,
+      capacity: bucket.capacity,
+      refillPerSecond: bucket.refillPerSecond,
+    });
     return snapshot(bucket, tokens);
   }
 
   private sweep(): void {
     const now = this.now();
     for (const [key, s] of this.buckets) {
-      // A bucket untouched for an hour is full for any refill rate a limit uses (per minute).
-      if (now - s.at > 3_600_000) this.buckets.delete(key);
+      // A bucket that has refilled completely carries no information (absent = full).
+      if (s.tokens + ((now - s.at) / 1000) * s.refillPerSecond >= s.capacity) this.buckets.delete(key);
     }
     for (const [key, holders] of this.slots) {
       for (const [id, expiresAt] of holders) if (expiresAt <= now) holders.delete(id);

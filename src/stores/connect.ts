@@ -1,0 +1,94 @@
+// Builds the ioredis client the Redis store runs on: standalone (redis:// or rediss:// URL),
+// Sentinel or Cluster, with settings for a request path that must never hang. Commands fail at
+// once while the connection is down instead of queueing, a command in flight when the
+// connection drops is failed rather than resent (a take must not be charged twice), every
+// command has a timeout, and the client keeps reconnecting in the background. Nothing is
+// logged here: the client's own events ('ready', 'error', 'close', 'reconnecting', 'end') are
+// the interface, and ResilientStore and the app listen to them.
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+
+export interface RedisConnectionOptions {
+  /**
+   * redis:// or rediss:// (TLS), with user, password and /db. With `sentinel` or `cluster`,
+   * only its credentials and TLS apply (the hosts come from there).
+   */
+  url?: string;
+  /** Sentinel: the master group name and the Sentinels; `password` is the Sentinels' own. */
+  sentinel?: { name: string; sentinels: { host: string; port: number }[]; password?: string };
+  /** Cluster: a few startup nodes; the rest are discovered. */
+  cluster?: { nodes: { host: string; port: number }[] };
+  /** Longest wait for one command's reply. */
+  commandTimeoutMs: number;
+  /** Longest wait for a connection (TCP, TLS, AUTH) to be established. */
+  connectTimeoutMs: number;
+}
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/**
+ * Delay before reconnect attempt `attempt` (1, 2, ...): linear, capped at 2 s. Never gives up:
+ * Redis coming back must bring the store back without a restart.
+ */
+export function reconnectDelayMs(attempt: number): number {
+  return Math.min(attempt * 100, 2_000);
+}
+
+export function createRedisClient(options: RedisConnectionOptions): Redis | Cluster {
+  if (options.sentinel && options.cluster) {
+    throw new Error('Redis: configure either sentinel or cluster, not both');
+  }
+  const common: RedisOptions = {
+    commandTimeout: options.commandTimeoutMs,
+    connectTimeout: options.connectTimeoutMs,
+    // In-flight commands fail when the connection drops; a resent script could charge twice.
+    maxRetriesPerRequest: 0,
+    // A READONLY reply means we reached a replica after a failover: reconnect to find the master.
+    reconnectOnError: (err) => err.message.startsWith('READONLY'),
+  };
+
+  if (options.cluster) {
+    // A cluster has database 0 only: the URL's /db does not apply.
+    const { db: _db, ...auth } = fromUrl(options.url);
+    return new Cluster(options.cluster.nodes, {
+      enableOfflineQueue: false,
+      clusterRetryStrategy: (attempt) => reconnectDelayMs(attempt),
+      slotsRefreshTimeout: options.connectTimeoutMs,
+      redisOptions: { ...common, ...auth },
+    });
+  }
+
+  const standalone: RedisOptions = {
+    ...common,
+    enableOfflineQueue: false,
+    retryStrategy: (attempt) => reconnectDelayMs(attempt),
+  };
+  if (options.sentinel) {
+    const master = fromUrl(options.url);
+    return new Redis({
+      ...standalone,
+      ...master,
+      // One password for Sentinels and master is the common set-up; a URL password wins.
+      password: master.password ?? options.sentinel.password,
+      name: options.sentinel.name,
+      sentinels: options.sentinel.sentinels,
+      sentinelPassword: options.sentinel.password,
+      sentinelRetryStrategy: (attempt) => reconnectDelayMs(attempt),
+      sentinelCommandTimeout: options.commandTimeoutMs,
+    });
+  }
+  // ioredis reads host, port, user, password, /db and rediss:// (TLS) from the URL itself.
+  return new Redis(options.url ?? DEFAULT_REDIS_URL, standalone);
+}
+
+/** What a URL says about authentication, database and TLS, for modes whose hosts come from elsewhere. */
+function fromUrl(url: string | undefined): Pick<RedisOptions, 'username' | 'password' | 'db' | 'tls'> {
+  if (!url) return {};
+  const u = new URL(url);
+  const out: Pick<RedisOptions, 'username' | 'password' | 'db' | 'tls'> = {};
+  if (u.username) out.username = decodeURIComponent(u.username);
+  if (u.password) out.password = decodeURIComponent(u.password);
+  const db = u.pathname.slice(1);
+  if (db) out.db = Number(db);
+  if (u.protocol === 'rediss:') out.tls = {};
+  return out;
+}

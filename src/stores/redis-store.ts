@@ -1,0 +1,122 @@
+// RedisStore: the Store shared by every replica, over one ioredis client (standalone, Sentinel
+// or Cluster). Each operation is one round trip: the multi-key ones are Lua scripts (lua/),
+// atomic and timed by the Redis server's clock; the rest are single commands. It neither
+// retries nor falls back: ResilientStore decides what a failure means for the request.
+import type { Cluster, Redis } from 'ioredis';
+import { ACQUIRE_LUA } from './lua/acquire.js';
+import { ADJUST_LUA } from './lua/adjust.js';
+import { TAKE_LUA } from './lua/take.js';
+import type { BucketSnapshot, SlotResult, Store, Take, TakeResult } from './store.js';
+
+export type RedisClient = Redis | Cluster;
+
+// defineCommand sends EVALSHA and, on NOSCRIPT (a restarted or flushed server), resends the
+// script body in the same call; the first call on each connection sends EVAL directly.
+const TAKE = 'tollgateTake';
+const ADJUST = 'tollgateAdjust';
+const ACQUIRE = 'tollgateAcquire';
+
+type ScriptArg = string | number;
+
+/** The commands defineCommand adds; ioredis cannot type them. numKeys comes first. */
+interface ScriptCommands {
+  [TAKE](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
+  [ADJUST](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
+  [ACQUIRE](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
+}
+
+export class RedisStore implements Store {
+  readonly kind = 'redis' as const;
+  /** The client this store owns: close() quits it. ResilientStore watches its status. */
+  readonly client: RedisClient;
+  private readonly scripts: ScriptCommands;
+
+  constructor(client: RedisClient) {
+    this.client = client;
+    client.defineCommand(TAKE, { lua: TAKE_LUA });
+    client.defineCommand(ADJUST, { lua: ADJUST_LUA });
+    client.defineCommand(ACQUIRE, { lua: ACQUIRE_LUA });
+    this.scripts = client as unknown as ScriptCommands;
+  }
+
+  async take(takes: Take[]): Promise<TakeResult> {
+    if (takes.length === 0) return { admitted: true, buckets: [], retryAfterMs: 0, limiting: -1 };
+    const reply = asArray(await this.scripts[TAKE](takes.length, ...bucketArgs(takes)), 3 + 2 * takes.length);
+    return {
+      admitted: toNumber(reply[0]) === 1,
+      retryAfterMs: toNumber(reply[1]),
+      limiting: toNumber(reply[2]),
+      buckets: snapshots(reply.slice(3), takes.length),
+    };
+  }
+
+  async adjust(takes: Take[]): Promise<BucketSnapshot[]> {
+    if (takes.length === 0) return [];
+    const reply = asArray(await this.scripts[ADJUST](takes.length, ...bucketArgs(takes)), 2 * takes.length);
+    return snapshots(reply, takes.length);
+  }
+
+  async acquire(key: string, id: string, limit: number, leaseMs: number): Promise<SlotResult> {
+    const reply = asArray(await this.scripts[ACQUIRE](1, key, id, limit, leaseMs), 2);
+    return { acquired: toNumber(reply[0]) === 1, inFlight: toNumber(reply[1]) };
+  }
+
+  async release(key: string, id: string): Promise<void> {
+    await this.client.zrem(key, id);
+  }
+
+  async cacheGet(key: string): Promise<Buffer | undefined> {
+    return (await this.client.getBuffer(key)) ?? undefined;
+  }
+
+  async cacheSet(key: string, value: Buffer, ttlMs: number): Promise<void> {
+    // As MemoryStore: a non-positive TTL stores nothing (and PX 0 is an error in Redis).
+    if (ttlMs <= 0) return;
+    await this.client.set(key, value, 'PX', Math.ceil(ttlMs));
+  }
+
+  async close(): Promise<void> {
+    if (this.client.status === 'end') return;
+    try {
+      // QUIT lets replies in flight arrive; it fails at once when the connection is down.
+      await this.client.quit();
+    } catch {
+      this.client.disconnect();
+    }
+  }
+}
+
+/** KEYS then ARGV (capacity, refill per second, cost per bucket), as the scripts read them. */
+function bucketArgs(takes: Take[]): ScriptArg[] {
+  const keys = takes.map((t) => t.bucket.key);
+  const argv = takes.flatMap((t) => [t.bucket.capacity, t.bucket.refillPerSecond, t.cost]);
+  return [...keys, ...argv];
+}
+
+function snapshots(flat: unknown[], count: number): BucketSnapshot[] {
+  const out: BucketSnapshot[] = [];
+  for (let i = 0; i < count; i++) {
+    out.push({ remaining: toNumber(flat[2 * i]), resetMs: toNumber(flat[2 * i + 1]) });
+  }
+  return out;
+}
+
+function asArray(reply: unknown, length: number): unknown[] {
+  if (!Array.isArray(reply) || reply.length !== length) {
+    throw new Error(`Unexpected reply from a tollgate Lua script: ${JSON.stringify(reply)?.slice(0, 200)}`);
+  }
+  return reply;
+}
+
+/** Script numbers arrive as integers or as %.17g strings; Lua spells infinity `inf`. */
+function toNumber(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string') {
+    if (v === 'inf') return Infinity;
+    if (v === '-inf') return -Infinity;
+    const n = Number(v);
+    // Adding 0 turns Lua's `-0` into 0, which strict equality treats as different.
+    if (!Number.isNaN(n)) return n + 0;
+  }
+  throw new Error(`Unexpected number in a tollgate Lua script reply: ${String(v).slice(0, 100)}`);
+}

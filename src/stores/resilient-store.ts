@@ -1,0 +1,236 @@
+// ResilientStore: the RedisStore as the pipeline sees it, so that Redis trouble is a config
+// choice and never a crash or a hang. Every call is bounded: while the client is not 'ready'
+// Redis is not even tried, and otherwise ioredis's commandTimeout (with a timer of ours as a
+// safety net) caps the wait. A failure marks the store degraded, and then, by policy:
+//   open:   take/adjust/acquire/release run on a local MemoryStore (per-process limits);
+//   closed: take/adjust/acquire throw errors.storeUnavailable() (503); release does nothing.
+// Cache calls throw StoreUnavailableError under both, so the cache stage bypasses. Slots held
+// in Redis whose release is lost expire with their lease. Recovery needs nobody: the client's
+// 'ready' event switches back to Redis, and when a failure left the connection up (a timeout),
+// one call per recheck interval probes Redis. Local buckets are then simply abandoned.
+import { errors } from '../errors.js';
+import { MemoryStore } from './memory-store.js';
+import type { RedisStore } from './redis-store.js';
+import {
+  StoreUnavailableError,
+  type BucketSnapshot,
+  type SlotResult,
+  type Store,
+  type Take,
+  type TakeResult,
+} from './store.js';
+
+export type StoreState = 'ok' | 'degraded';
+export type StoreStateListener = (state: StoreState, cause?: unknown) => void;
+
+export interface ResilientStoreOptions {
+  /** What requests get while Redis is away: local limits ('open') or a 503 ('closed'). */
+  policy: 'open' | 'closed';
+  /** The fallback for 'open' (a fresh MemoryStore when omitted). close() closes it. */
+  local?: MemoryStore;
+  /**
+   * Safety net on each call, above ioredis's own commandTimeout (a Cluster may spend longer in
+   * redirections). Defaults to the client's commandTimeout + 50 ms, else 1 s.
+   */
+  timeoutMs?: number;
+  /** While degraded with the connection up, how often one call probes Redis. */
+  recheckMs?: number;
+  /** Milliseconds clock; tests pass a fake one. */
+  now?: () => number;
+}
+
+export const DEFAULT_RECHECK_MS = 1_000;
+
+export class ResilientStore implements Store {
+  readonly kind = 'redis' as const;
+  private readonly redis: RedisStore;
+  private readonly local: MemoryStore;
+  private readonly policy: 'open' | 'closed';
+  private readonly timeoutMs: number;
+  private readonly recheckMs: number;
+  private readonly now: () => number;
+  private readonly listeners = new Set<StoreStateListener>();
+  private isDegraded = false;
+  /** Counts degradations: a call that began before the latest one cannot vouch for recovery. */
+  private epoch = 0;
+  private recheckAt = 0;
+  private lastClientError: unknown;
+  private closing = false;
+  private readonly onReady = (): void => this.markOk();
+  private readonly onClose = (): void =>
+    this.markDegraded(this.lastClientError ?? new StoreUnavailableError('The connection to Redis closed'));
+  // Also keeps ioredis from printing "Unhandled error event" on every reconnect attempt.
+  private readonly onError = (err: unknown): void => {
+    this.lastClientError = err;
+  };
+
+  constructor(redis: RedisStore, options: ResilientStoreOptions) {
+    this.redis = redis;
+    this.policy = options.policy;
+    this.local = options.local ?? new MemoryStore();
+    this.timeoutMs = options.timeoutMs ?? defaultTimeoutMs(redis);
+    this.recheckMs = options.recheckMs ?? DEFAULT_RECHECK_MS;
+    this.now = options.now ?? Date.now;
+    redis.client.on('ready', this.onReady);
+    redis.client.on('close', this.onClose);
+    redis.client.on('error', this.onError);
+  }
+
+  /** True while calls are served without Redis (local limits, or 503s, and no cache). */
+  get degraded(): boolean {
+    return this.isDegraded;
+  }
+
+  /**
+   * Calls `listener` on each transition (never twice in a row with the same state), with what
+   * caused a degradation. Returns a function that removes the listener.
+   */
+  onStateChange(listener: StoreStateListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  take(takes: Take[]): Promise<TakeResult> {
+    return this.call(
+      () => this.redis.take(takes),
+      (cause) =>
+        this.policy === 'open' ? this.local.take(takes) : Promise.reject(errors.storeUnavailable(cause)),
+    );
+  }
+
+  adjust(takes: Take[]): Promise<BucketSnapshot[]> {
+    return this.call(
+      () => this.redis.adjust(takes),
+      (cause) =>
+        this.policy === 'open' ? this.local.adjust(takes) : Promise.reject(errors.storeUnavailable(cause)),
+    );
+  }
+
+  acquire(key: string, id: string, limit: number, leaseMs: number): Promise<SlotResult> {
+    return this.call(
+      () => this.redis.acquire(key, id, limit, leaseMs),
+      (cause) =>
+        this.policy === 'open'
+          ? this.local.acquire(key, id, limit, leaseMs)
+          : Promise.reject(errors.storeUnavailable(cause)),
+    );
+  }
+
+  async release(key: string, id: string): Promise<void> {
+    // The slot may have been taken locally during an outage that has ended since: free it
+    // there too (a no-op otherwise), so a later outage does not find it held.
+    if (this.policy === 'open') await this.local.release(key, id);
+    // Never throws: a release lost with Redis frees itself when its lease expires.
+    await this.call(
+      () => this.redis.release(key, id),
+      async () => undefined,
+    );
+  }
+
+  cacheGet(key: string): Promise<Buffer | undefined> {
+    return this.call(
+      () => this.redis.cacheGet(key),
+      (cause) => Promise.reject(unavailable(cause)),
+    );
+  }
+
+  cacheSet(key: string, value: Buffer, ttlMs: number): Promise<void> {
+    return this.call(
+      () => this.redis.cacheSet(key, value, ttlMs),
+      (cause) => Promise.reject(unavailable(cause)),
+    );
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    this.redis.client.off('ready', this.onReady);
+    this.redis.client.off('close', this.onClose);
+    await Promise.all([this.redis.close(), this.local.close()]);
+    // After the quit: a late reconnect error must not reach an 'error' event nobody listens to.
+    this.redis.client.off('error', this.onError);
+  }
+
+  /** Runs `viaRedis` when Redis is usable, `fallback` otherwise or when it fails. */
+  private async call<T>(viaRedis: () => Promise<T>, fallback: (cause: unknown) => Promise<T>): Promise<T> {
+    const blocked = this.blockedBy();
+    if (blocked !== undefined) return fallback(blocked);
+    const epoch = this.epoch;
+    let result: T;
+    try {
+      result = await withTimeout(viaRedis(), this.timeoutMs);
+    } catch (err) {
+      this.markDegraded(err);
+      return fallback(err);
+    }
+    if (epoch === this.epoch) this.markOk();
+    return result;
+  }
+
+  /** Why Redis must not be tried now, or undefined when it may be. */
+  private blockedBy(): unknown {
+    if (this.closing) return new StoreUnavailableError('The store is closed');
+    const status = this.redis.client.status;
+    if (status !== 'ready') {
+      const cause = new StoreUnavailableError(`Redis is not ready (connection ${status})`, {
+        cause: this.lastClientError,
+      });
+      this.markDegraded(cause);
+      return cause;
+    }
+    if (!this.isDegraded) return undefined;
+    // Degraded with the connection up (a timeout, a failing command): let one call probe.
+    const now = this.now();
+    if (now < this.recheckAt) return new StoreUnavailableError('Redis failed recently; rechecking soon');
+    this.recheckAt = now + this.recheckMs;
+    return undefined;
+  }
+
+  private markDegraded(cause: unknown): void {
+    this.recheckAt = this.now() + this.recheckMs;
+    if (this.isDegraded || this.closing) return;
+    this.isDegraded = true;
+    this.epoch++;
+    this.emit('degraded', cause);
+  }
+
+  private markOk(): void {
+    if (!this.isDegraded || this.closing) return;
+    this.isDegraded = false;
+    this.lastClientError = undefined;
+    this.emit('ok');
+  }
+
+  private emit(state: StoreState, cause?: unknown): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(state, cause);
+      } catch {
+        // A listener's bug must not turn a store call into a failure.
+      }
+    }
+  }
+}
+
+function unavailable(cause: unknown): StoreUnavailableError {
+  return cause instanceof StoreUnavailableError
+    ? cause
+    : new StoreUnavailableError('Redis is unavailable', { cause });
+}
+
+function defaultTimeoutMs(redis: RedisStore): number {
+  const options: { commandTimeout?: number; redisOptions?: { commandTimeout?: number } } =
+    redis.client.options;
+  const commandTimeout = options.redisOptions?.commandTimeout ?? options.commandTimeout;
+  return commandTimeout ? commandTimeout + 50 : 1_000;
+}
+
+/** Rejects with StoreUnavailableError when `promise` has not settled within `ms`. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StoreUnavailableError(`Redis did not answer within ${ms} ms`)), ms);
+  });
+  // The late outcome, if any, is dropped: the caller has moved on.
+  promise.catch(() => {});
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

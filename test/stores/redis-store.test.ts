@@ -1,0 +1,250 @@
+// RedisStore on a real Redis: the shared Store contract (the Lua scripts are the thing under
+// test), plus what only Redis shows: how buckets and slot sets are stored and expire, that
+// each operation is one round trip, and that scripts survive a server that forgot them.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Cluster, Redis } from 'ioredis';
+import { createRedisClient, reconnectDelayMs } from '../../src/stores/connect.js';
+import { createKeys, type Keys } from '../../src/stores/keys.js';
+import { BUCKET_TTL_MARGIN_MS } from '../../src/stores/lua/bucket.js';
+import { RedisStore } from '../../src/stores/redis-store.js';
+import {
+  deleteKeysWithPrefix,
+  randomKeyPrefix,
+  redisUrl,
+  runStoreContract,
+  waitUntilReady,
+} from './store.contract.js';
+
+async function connectStoreAt(url: string): Promise<RedisStore> {
+  // Generous timeouts: this file tests behaviour, resilient-store.test.ts tests outages.
+  const client = createRedisClient({ url, commandTimeoutMs: 2_000, connectTimeoutMs: 2_000 });
+  await waitUntilReady(client);
+  return new RedisStore(client);
+}
+
+const connectStore = () => connectStoreAt(redisUrl());
+
+const contractPrefix = randomKeyPrefix();
+runStoreContract('RedisStore', async () => {
+  const store = await connectStore();
+  return {
+    store,
+    keys: createKeys(contractPrefix),
+    cleanup: async () => {
+      await deleteKeysWithPrefix(store.client as Redis, contractPrefix);
+      await store.close();
+    },
+  };
+});
+
+describe('RedisStore on Redis', () => {
+  const prefix = randomKeyPrefix();
+  const keys: Keys = createKeys(prefix);
+  let store: RedisStore;
+  let admin: Redis;
+  let n = 0;
+  const bucket = (capacity: number, refillPerSecond: number) => ({
+    key: keys.teamBucket(`redis-${++n}`, 'tpm'),
+    capacity,
+    refillPerSecond,
+  });
+
+  before(async () => {
+    store = await connectStore();
+    admin = new Redis(redisUrl());
+  });
+  after(async () => {
+    await deleteKeysWithPrefix(admin, prefix);
+    await store.close();
+    await admin.quit();
+  });
+
+  it('stores a bucket as {tokens, at_ms} in Redis time, expiring once it would be full again', async () => {
+    const b = bucket(10, 2);
+    await store.take([{ bucket: b, cost: 4 }]);
+    const [seconds, micros] = await admin.time();
+    const serverMs = Number(seconds) * 1000 + Number(micros) / 1000;
+    const state = await admin.hgetall(b.key);
+    assert.deepEqual(Object.keys(state).sort(), ['at_ms', 'tokens']);
+    assert.equal(Number(state.tokens), 6);
+    assert.ok(Math.abs(serverMs - Number(state.at_ms)) < 1_000, `at_ms ${state.at_ms} vs TIME ${serverMs}`);
+    // Full again in 4 tokens / 2 per second = 2 s; the key outlives that by the margin.
+    const ttlMs = await admin.pttl(b.key);
+    assert.ok(ttlMs > 2_000 && ttlMs <= 2_000 + BUCKET_TTL_MARGIN_MS, `pttl ${ttlMs}`);
+  });
+
+  it('deletes a bucket that is full again, since absent means full', async () => {
+    const b = bucket(10, 1);
+    await store.take([{ bucket: b, cost: 3 }]);
+    assert.equal(await admin.exists(b.key), 1);
+    await store.adjust([{ bucket: b, cost: -3 }]);
+    assert.equal(await admin.exists(b.key), 0);
+    // A refused take writes nothing at all.
+    const short = bucket(1, 1);
+    await store.take([{ bucket: short, cost: 1 }]);
+    const before = await admin.hgetall(short.key);
+    assert.equal((await store.take([{ bucket: short, cost: 1 }])).admitted, false);
+    assert.deepEqual(await admin.hgetall(short.key), before);
+  });
+
+  it('keeps a bucket that never refills without an expiry', async () => {
+    const b = bucket(10, 0);
+    await store.take([{ bucket: b, cost: 1 }]);
+    assert.equal(await admin.pttl(b.key), -1);
+    const r = await store.take([{ bucket: b, cost: 10 }]);
+    assert.equal(r.admitted, false);
+    assert.equal(r.retryAfterMs, Infinity);
+  });
+
+  it('expires a slot set with its longest lease', async () => {
+    const key = keys.teamConcurrency(`redis-${++n}`);
+    await store.acquire(key, 'a', 5, 500);
+    await store.acquire(key, 'b', 5, 2_000);
+    await store.acquire(key, 'c', 5, 100);
+    const ttlMs = await admin.pttl(key);
+    assert.ok(ttlMs > 1_500 && ttlMs <= 2_000, `pttl ${ttlMs}`);
+    await store.release(key, 'a');
+    await store.release(key, 'b');
+    await store.release(key, 'c');
+    assert.equal(await admin.exists(key), 0);
+  });
+
+  it('keeps working after the server forgets its scripts (SCRIPT FLUSH, a restart)', async () => {
+    const b = bucket(10, 1);
+    assert.equal((await store.take([{ bucket: b, cost: 1 }])).admitted, true);
+    await admin.script('FLUSH');
+    assert.equal((await store.take([{ bucket: b, cost: 1 }])).admitted, true);
+    assert.equal((await store.adjust([{ bucket: b, cost: 1 }])).length, 1);
+    assert.equal((await store.acquire(keys.teamConcurrency(`redis-${++n}`), 'x', 1, 1_000)).acquired, true);
+  });
+
+  it('makes one round trip per operation', async () => {
+    const team = `redis-${++n}`;
+    const takes = ['rpm', 'tpm', 'model:m:tpm'].map((name) => ({
+      bucket: { key: keys.teamBucket(team, name), capacity: 10, refillPerSecond: 1 },
+      cost: 1,
+    }));
+    const slot = keys.teamConcurrency(team);
+    const entry = keys.cacheEntry('scope', `${team}-digest`);
+    // Warm up: the first script call on a connection may be an EVAL, then EVALSHA.
+    await store.take(takes);
+    await store.adjust(takes);
+    await store.acquire(slot, 'warm', 2, 1_000);
+
+    const monitor = await admin.monitor();
+    const seen: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      // MONITOR also lists each command a script runs, from source "lua": count the client's.
+      if (source !== 'lua' && args.some((a) => a.includes(team))) seen.push(args[0]!.toLowerCase());
+    });
+    await sleep(20);
+    await store.take(takes);
+    await store.adjust(takes);
+    await store.acquire(slot, 'id', 2, 1_000);
+    await store.release(slot, 'id');
+    await store.cacheSet(entry, Buffer.from('v'), 1_000);
+    await store.cacheGet(entry);
+    await sleep(50);
+    monitor.disconnect();
+    assert.deepEqual(seen, ['evalsha', 'evalsha', 'evalsha', 'zrem', 'set', 'get']);
+  });
+});
+
+describe('createRedisClient', () => {
+  /** A client that must not reach anything: options only, disconnected at once. */
+  const inert = <T extends Redis | Cluster>(client: T): T => {
+    client.on('error', () => {});
+    client.disconnect();
+    return client;
+  };
+  const timeouts = { commandTimeoutMs: 150, connectTimeoutMs: 700 };
+
+  it('fails fast while disconnected, never resends, times out commands, and keeps reconnecting', () => {
+    const client = inert(createRedisClient({ url: 'redis://127.0.0.1:1', ...timeouts }));
+    assert.ok(client instanceof Redis);
+    assert.equal(client.options.enableOfflineQueue, false);
+    assert.equal(client.options.maxRetriesPerRequest, 0);
+    assert.equal(client.options.commandTimeout, 150);
+    assert.equal(client.options.connectTimeout, 700);
+    assert.deepEqual(
+      [1, 5, 20, 1_000].map((n) => client.options.retryStrategy!(n)),
+      [100, 500, 2_000, 2_000],
+    );
+    assert.equal(reconnectDelayMs(3), 300);
+  });
+
+  it('reads password, database and TLS from the URL', () => {
+    const plain = inert(createRedisClient({ url: 'redis://:s%40cret@127.0.0.1:1/4', ...timeouts }));
+    assert.ok(plain instanceof Redis);
+    assert.equal(plain.options.password, 's@cret');
+    assert.equal(plain.options.db, 4);
+    assert.equal(plain.options.tls, undefined);
+    const tls = inert(createRedisClient({ url: 'rediss://user:pw@127.0.0.1:1', ...timeouts }));
+    assert.ok(tls instanceof Redis);
+    assert.equal(tls.options.username, 'user');
+    assert.ok(tls.options.tls);
+  });
+
+  it('connects to the database the URL names', async () => {
+    const url = new URL(redisUrl());
+    url.pathname = '/3';
+    const store = await connectStoreAt(url.toString());
+    const onDb3 = new Redis(url.toString());
+    const key = createKeys(randomKeyPrefix()).teamBucket('db', 'rpm');
+    try {
+      await store.take([{ bucket: { key, capacity: 5, refillPerSecond: 1 }, cost: 1 }]);
+      assert.equal(await onDb3.exists(key), 1);
+    } finally {
+      await onDb3.del(key);
+      await onDb3.quit();
+      await store.close();
+    }
+  });
+
+  it('builds a Cluster client with the same fail-fast settings and the URL credentials', () => {
+    const client = inert(
+      createRedisClient({
+        url: 'rediss://:pw@ignored:1/2',
+        cluster: { nodes: [{ host: '127.0.0.1', port: 1 }] },
+        ...timeouts,
+      }),
+    );
+    assert.ok(client instanceof Cluster);
+    assert.equal(client.options.enableOfflineQueue, false);
+    assert.equal(client.options.clusterRetryStrategy!(50), 2_000);
+    assert.equal(client.options.redisOptions?.commandTimeout, 150);
+    assert.equal(client.options.redisOptions?.maxRetriesPerRequest, 0);
+    assert.equal(client.options.redisOptions?.password, 'pw');
+    assert.ok(client.options.redisOptions?.tls);
+    // A cluster has database 0 only.
+    assert.equal(client.options.redisOptions?.db, undefined);
+  });
+
+  it('builds a Sentinel client: Sentinels, master group, and one password for both by default', () => {
+    const client = inert(
+      createRedisClient({
+        sentinel: { name: 'mymaster', sentinels: [{ host: '127.0.0.1', port: 1 }], password: 'spw' },
+        ...timeouts,
+      }),
+    );
+    assert.ok(client instanceof Redis);
+    assert.equal(client.options.name, 'mymaster');
+    assert.equal(client.options.sentinelPassword, 'spw');
+    assert.equal(client.options.password, 'spw');
+    assert.equal(client.options.enableOfflineQueue, false);
+  });
+
+  it('refuses sentinel and cluster together', () => {
+    assert.throws(
+      () =>
+        createRedisClient({
+          sentinel: { name: 'm', sentinels: [{ host: 'h', port: 1 }] },
+          cluster: { nodes: [{ host: 'h', port: 1 }] },
+          ...timeouts,
+        }),
+      /either sentinel or cluster/,
+    );
+  });
+});

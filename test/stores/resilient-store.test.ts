@@ -1,0 +1,333 @@
+// ResilientStore through real Redis outages, on a redis-server this test starts itself (so it
+// can kill it): under a steady load of takes, slots and cache calls, the server is stopped and
+// restarted, or paused. No call may hang; 'open' serves limits from local memory and 'closed'
+// answers 503, cache calls throw StoreUnavailableError under both; and the store comes back to
+// Redis by itself.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { GatewayError } from '../../src/errors.js';
+import { createRedisClient } from '../../src/stores/connect.js';
+import { createKeys } from '../../src/stores/keys.js';
+import { MemoryStore } from '../../src/stores/memory-store.js';
+import { RedisStore, type RedisClient } from '../../src/stores/redis-store.js';
+import { ResilientStore, type StoreState } from '../../src/stores/resilient-store.js';
+import { StoreUnavailableError, type Bucket } from '../../src/stores/store.js';
+import { randomKeyPrefix, waitUntilReady } from './store.contract.js';
+
+/** No store call may take longer than this, whatever Redis is doing. */
+const CALL_BOUND_MS = 250;
+const COMMAND_TIMEOUT_MS = 100;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+const servers = new Set<ChildProcess>();
+// Belt and braces for a run that dies before `after`: never leave a redis-server behind.
+process.once('exit', () => {
+  for (const child of servers) child.kill('SIGKILL');
+});
+
+async function startRedisServer(port: number): Promise<ChildProcess> {
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
+  servers.add(child);
+  child.once('exit', () => servers.delete(child));
+  for (let i = 0; i < 100; i++) {
+    if (await canConnect(port)) return child;
+    if (child.exitCode !== null) break;
+    await sleep(20);
+  }
+  throw new Error(`redis-server did not start on port ${port}`);
+}
+
+async function stopRedisServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+type Phase = 'up' | 'down' | 'restarting' | 'paused' | 'recovered';
+
+interface Sample {
+  store: 'open' | 'closed';
+  op: 'take' | 'acquire' | 'release' | 'cacheSet' | 'cacheGet';
+  phase: Phase;
+  ms: number;
+  error?: unknown;
+  value?: unknown;
+}
+
+interface Subject {
+  name: 'open' | 'closed';
+  store: ResilientStore;
+  client: RedisClient;
+  local: MemoryStore;
+  states: { state: StoreState; cause?: unknown }[];
+}
+
+function makeSubject(name: 'open' | 'closed', url: string): Subject {
+  const client = createRedisClient({ url, commandTimeoutMs: COMMAND_TIMEOUT_MS, connectTimeoutMs: 500 });
+  const local = new MemoryStore();
+  const store = new ResilientStore(new RedisStore(client), { policy: name, local, recheckMs: 200 });
+  const states: Subject['states'] = [];
+  store.onStateChange((state, cause) => states.push({ state, cause }));
+  return { name, store, client, local, states };
+}
+
+/** Drives a steady mix of store calls until stop(), timing each one. */
+function startLoad(subjects: Subject[], bucket: Bucket, phase: () => Phase) {
+  const samples: Sample[] = [];
+  let running = true;
+  const keys = createKeys(randomKeyPrefix());
+  const timed = async (s: Subject, op: Sample['op'], call: () => Promise<unknown>) => {
+    const p = phase();
+    const t0 = performance.now();
+    try {
+      const value = await call();
+      samples.push({ store: s.name, op, phase: p, ms: performance.now() - t0, value });
+    } catch (error) {
+      samples.push({ store: s.name, op, phase: p, ms: performance.now() - t0, error });
+    }
+  };
+  const loops = subjects.map(async (s) => {
+    for (let i = 0; running; i++) {
+      const slot = keys.teamConcurrency('load');
+      const entry = keys.cacheEntry('load', `d${i % 10}`);
+      await Promise.all([
+        timed(s, 'take', () => s.store.take([{ bucket, cost: 1 }])),
+        timed(s, 'cacheSet', () => s.store.cacheSet(entry, Buffer.from([0xff, i % 256]), 10_000)),
+        timed(s, 'cacheGet', () => s.store.cacheGet(entry)),
+        (async () => {
+          await timed(s, 'acquire', () => s.store.acquire(slot, `req-${i}`, 1_000, 10_000));
+          await timed(s, 'release', () => s.store.release(slot, `req-${i}`));
+        })(),
+      ]);
+      await sleep(5);
+    }
+  });
+  return {
+    samples,
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
+}
+
+async function waitFor(
+  what: string,
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+): Promise<number> {
+  const t0 = performance.now();
+  while (!(await cond())) {
+    if (performance.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+  return performance.now() - t0;
+}
+
+function slowestMs(samples: Sample[]): number {
+  return Math.max(...samples.map((s) => s.ms));
+}
+
+function assertBounded(samples: Sample[]): void {
+  const slowest = samples.reduce((a, b) => (b.ms > a.ms ? b : a));
+  assert.ok(
+    slowest.ms < CALL_BOUND_MS,
+    `slowest call: ${JSON.stringify({ ...slowest, error: String(slowest.error) })}`,
+  );
+}
+
+function assertDegradedBehaviour(samples: Sample[]): void {
+  for (const s of samples) {
+    const where = `${s.store} ${s.op} (${s.phase})`;
+    if (s.op === 'cacheGet' || s.op === 'cacheSet') {
+      assert.ok(s.error instanceof StoreUnavailableError, `${where}: ${String(s.error)}`);
+    } else if (s.op === 'release') {
+      assert.equal(s.error, undefined, `${where} must not throw`);
+    } else if (s.store === 'open') {
+      assert.equal(s.error, undefined, `${where}: ${String(s.error)}`);
+      if (s.op === 'take') assert.equal((s.value as { admitted: boolean }).admitted, true, where);
+    } else {
+      assert.ok(s.error instanceof GatewayError, `${where}: ${String(s.error)}`);
+      assert.equal(s.error.status, 503);
+      assert.equal(s.error.code, 'store_unavailable');
+      assert.equal(s.error.retryable, true);
+    }
+  }
+}
+
+describe('ResilientStore through Redis outages', () => {
+  let port: number;
+  let url: string;
+  let server: ChildProcess;
+  const subjects: Subject[] = [];
+
+  before(async () => {
+    port = await freePort();
+    url = `redis://127.0.0.1:${port}`;
+    server = await startRedisServer(port);
+  });
+
+  after(async () => {
+    await Promise.all(subjects.map((s) => s.store.close()));
+    // Always, whatever failed: no redis-server of ours outlives the test.
+    await Promise.all([...servers].map(stopRedisServer));
+  });
+
+  it('serves locally (open) or answers 503 (closed) while Redis is down, then recovers by itself', async (t) => {
+    const open = makeSubject('open', url);
+    const closed = makeSubject('closed', url);
+    subjects.push(open, closed);
+    await Promise.all([waitUntilReady(open.client), waitUntilReady(closed.client)]);
+    const bucket: Bucket = {
+      key: createKeys(randomKeyPrefix()).teamBucket('load', 'rpm'),
+      capacity: 1_000_000,
+      refillPerSecond: 1,
+    };
+    let phase: Phase = 'up';
+    const load = startLoad([open, closed], bucket, () => phase);
+
+    // 1. Redis up: every call goes to Redis and succeeds.
+    await sleep(150);
+    // 2. Stop the server mid-load; calls in flight must fail fast, not wait for a reply.
+    phase = 'restarting';
+    await stopRedisServer(server);
+    phase = 'down';
+    await sleep(400);
+    assert.equal(open.store.degraded, true);
+    assert.equal(closed.store.degraded, true);
+    // 3. Restart on the same port; the clients reconnect in the background.
+    phase = 'restarting';
+    server = await startRedisServer(port);
+    const recoveryMs = await waitFor('recovery', () => !open.store.degraded && !closed.store.degraded, 5_000);
+    phase = 'recovered';
+    await sleep(150);
+    await load.stop();
+
+    const { samples } = load;
+    const inPhase = (p: Phase) => samples.filter((s) => s.phase === p);
+    assertBounded(samples);
+    // 1. Up: no errors at all.
+    assert.deepEqual(
+      inPhase('up').filter((s) => s.error !== undefined),
+      [],
+    );
+    // 2. Down: the policy's answers, from both stores, for every kind of call.
+    const down = inPhase('down');
+    for (const store of ['open', 'closed'])
+      for (const op of ['take', 'acquire', 'release', 'cacheGet', 'cacheSet'])
+        assert.ok(
+          down.filter((s) => s.store === store && s.op === op).length >= 5,
+          `${store} ${op} while down`,
+        );
+    assertDegradedBehaviour(down);
+    // Open: the takes were charged to the local bucket.
+    const [localLevel] = await open.local.adjust([{ bucket, cost: 0 }]);
+    assert.ok(localLevel!.remaining < bucket.capacity - 5, `local bucket at ${localLevel!.remaining}`);
+    // 3. Recovered: back to Redis, without errors; the restarted (empty) server has the bucket.
+    assert.deepEqual(
+      inPhase('recovered').filter((s) => s.error !== undefined),
+      [],
+    );
+    const admin = new Redis(url);
+    try {
+      const tokens = Number(await admin.hget(bucket.key, 'tokens'));
+      assert.ok(tokens > 0 && tokens < bucket.capacity, `bucket in Redis: ${tokens}`);
+    } finally {
+      await admin.quit();
+    }
+    for (const s of [open, closed]) {
+      assert.deepEqual(
+        s.states.map((x) => x.state),
+        ['degraded', 'ok'],
+        `${s.name} transitions`,
+      );
+      assert.notEqual(s.states[0]!.cause, undefined);
+    }
+    assert.ok(recoveryMs < 5_000);
+    t.diagnostic(
+      `recovered ${Math.round(recoveryMs)} ms after the restart; ${samples.length} calls, slowest ${Math.round(slowestMs(samples))} ms`,
+    );
+  });
+
+  it('bounds every call while Redis stops answering, and probes its way back', async (t) => {
+    const open = makeSubject('open', url);
+    const closed = makeSubject('closed', url);
+    subjects.push(open, closed);
+    await Promise.all([waitUntilReady(open.client), waitUntilReady(closed.client)]);
+    const bucket: Bucket = {
+      key: createKeys(randomKeyPrefix()).teamBucket('pause', 'rpm'),
+      capacity: 1_000_000,
+      refillPerSecond: 1,
+    };
+    const admin = new Redis(url);
+    let phase: Phase = 'up';
+    const load = startLoad([open, closed], bucket, () => phase);
+    try {
+      await sleep(100);
+      // 1. The server holds every other client's commands for 600 ms; the connections stay up,
+      //    so only timeouts can tell, and only probes (not a 'ready' event) can bring it back.
+      await admin.client('PAUSE', 600, 'ALL');
+      phase = 'paused';
+      await waitFor('degradation', () => open.store.degraded && closed.store.degraded, 1_000);
+      await sleep(300);
+      // 2. Pause over: a probe finds Redis answering again.
+      phase = 'restarting';
+      await waitFor('recovery', () => !open.store.degraded && !closed.store.degraded, 3_000);
+      phase = 'recovered';
+      await sleep(100);
+    } finally {
+      await load.stop();
+      await admin.quit();
+    }
+    const { samples } = load;
+    assertBounded(samples);
+    // Calls that began in the pause met either a timeout or an already degraded store.
+    const paused = samples.filter((s) => s.phase === 'paused');
+    assert.ok(paused.length > 20, `${paused.length} calls while paused`);
+    assertDegradedBehaviour(paused);
+    assert.deepEqual(
+      samples.filter((s) => s.phase === 'recovered' && s.error !== undefined),
+      [],
+    );
+    for (const s of [open, closed]) {
+      assert.deepEqual(
+        s.states.map((x) => x.state),
+        ['degraded', 'ok'],
+        `${s.name} transitions`,
+      );
+    }
+    t.diagnostic(
+      `${samples.length} calls, ${paused.length} while paused, slowest ${Math.round(slowestMs(samples))} ms`,
+    );
+  });
+});
