@@ -4,8 +4,6 @@
 // answers 503, cache calls throw StoreUnavailableError under both; and the store comes back to
 // Redis by itself.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
@@ -16,62 +14,13 @@ import { MemoryStore } from '../../src/stores/memory-store.js';
 import { RedisStore, type RedisClient } from '../../src/stores/redis-store.js';
 import { ResilientStore, type StoreState } from '../../src/stores/resilient-store.js';
 import { StoreUnavailableError, type Bucket } from '../../src/stores/store.js';
+import type { ChildProcess } from 'node:child_process';
+import { freePort, startRedisServer, stopAllRedisServers, stopRedisServer } from '../helpers/redis-server.js';
 import { randomKeyPrefix, waitUntilReady } from './store.contract.js';
 
 /** No store call may take longer than this, whatever Redis is doing. */
 const CALL_BOUND_MS = 250;
 const COMMAND_TIMEOUT_MS = 100;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-const servers = new Set<ChildProcess>();
-// Belt and braces for a run that dies before `after`: never leave a redis-server behind.
-process.once('exit', () => {
-  for (const child of servers) child.kill('SIGKILL');
-});
-
-async function startRedisServer(port: number): Promise<ChildProcess> {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: 'ignore' },
-  );
-  servers.add(child);
-  child.once('exit', () => servers.delete(child));
-  for (let i = 0; i < 100; i++) {
-    if (await canConnect(port)) return child;
-    if (child.exitCode !== null) break;
-    await sleep(20);
-  }
-  throw new Error(`redis-server did not start on port ${port}`);
-}
-
-async function stopRedisServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
-}
 
 type Phase = 'up' | 'down' | 'restarting' | 'paused' | 'recovered';
 
@@ -200,7 +149,7 @@ describe('ResilientStore through Redis outages', () => {
   after(async () => {
     await Promise.all(subjects.map((s) => s.store.close()));
     // Always, whatever failed: no redis-server of ours outlives the test.
-    await Promise.all([...servers].map(stopRedisServer));
+    await stopAllRedisServers();
   });
 
   it('serves locally (open) or answers 503 (closed) while Redis is down, then recovers by itself', async (t) => {
