@@ -28,6 +28,10 @@ export interface Deployment {
   model: string;
   /** The deployment's own upstream quota, per minute, when configured. */
   quota?: { rpm: number | undefined; tpm: number | undefined };
+  /** Relative share for the weighted strategy (default 1). */
+  weight?: number;
+  /** USD per million tokens, for the cheapest strategy (and, later, accounting). */
+  prices?: { inputPerMillion?: number; outputPerMillion?: number };
 }
 
 export interface JsonOutcome {
