@@ -53,7 +53,7 @@ function keys(args: string[]): void {
   process.stdout.write(
     `New key for team '${team}'. It is shown only this once; store it now:\n\n  ${k.key}\n\n` +
       `The gateway keeps only its hash. Add these lines to config/tollgate.yaml:\n\n` +
-      `teams:\n  - name: ${team}\n    keys:\n      - id: ${k.id}\n        sha256: ${k.sha256}\n\n` +
+      `teams:\n  - name: ${team}\n    keys:\n      - id: ${k.id}\n        sha256: "${k.sha256}"\n\n` +
       `(For an existing team, add just the '- id: ... sha256: ...' entry under its keys.)\n`,
   );
 }

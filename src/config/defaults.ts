@@ -28,6 +28,7 @@ export const DEFAULT_CONNECTIONS: number | null = null;
 /** Base URLs used when a provider entry (or the zero-config environment) names none. */
 export const DEFAULT_BASE_URLS = {
   openai: 'https://api.openai.com/v1',
+  anthropic: 'https://api.anthropic.com/v1',
 } as const;
 
 export const DEFAULT_CONFIG_PATH = 'config/tollgate.yaml';
@@ -59,4 +60,19 @@ export const DEFAULT_LIMITS = {
    */
   bytesPerToken: 3,
   expectedCompletionTokens: 1_024,
+} as const;
+
+export const DEFAULT_ROUTING = {
+  retry: {
+    maxAttempts: 3,
+    baseDelayMs: 250,
+    maxDelayMs: 4_000,
+    maxRetryAfterMs: 10_000,
+  },
+  cooldown: {
+    failures: 3,
+    windowMs: 60_000,
+    cooldownMs: 30_000,
+  },
+  deadlineMs: 600_000,
 } as const;

@@ -12,12 +12,19 @@ import {
   DEFAULT_LIMITS,
   DEFAULT_MEMORY_CACHE_BYTES,
   DEFAULT_REDIS,
+  DEFAULT_ROUTING,
   DEFAULT_SERVER,
   DEFAULT_TIMEOUTS,
 } from './defaults.js';
 import {
   configFileSchema,
+  type AliasConfig,
   type CacheConfig,
+  type DeploymentConfig,
+  type PricesConfig,
+  type RouteRuleConfig,
+  type RoutingConfig,
+  type StrategyName,
   type Config,
   type LimitsConfig,
   type RateLimitConfig,
@@ -140,7 +147,7 @@ interface FileShape {
   providers?: Record<
     string,
     {
-      type: 'openai';
+      type: ProviderConfig['type'];
       baseUrl?: string;
       apiKey?: string;
       headers?: Record<string, string>;
@@ -148,11 +155,30 @@ interface FileShape {
       connections?: number;
     }
   >;
-  models?: Record<string, { deployments: { provider: string; model?: string; rpm?: number; tpm?: number }[] }>;
+  models?: Record<
+    string,
+    {
+      deployments: (Partial<Omit<DeploymentConfig, 'provider' | 'prices'>> & {
+        provider: string;
+        prices?: Partial<PricesConfig>;
+      })[];
+      strategy?: StrategyName;
+      fallbacks?: string[];
+      contextFallbacks?: string[];
+    }
+  >;
+  aliases?: Record<string, { models: string[]; strategy?: StrategyName }>;
+  routing?: {
+    rules?: { when?: Partial<RouteRuleConfig['when']>; use: string }[];
+    retry?: Partial<RoutingConfig['retry']>;
+    cooldown?: Partial<RoutingConfig['cooldown']>;
+    deadlineMs?: number;
+  };
   teams?: {
     name: string;
     keys: { id: string; sha256: string }[];
     models?: string[];
+    tier?: string;
     limits?: Partial<Omit<TeamLimitsConfig, 'perKey' | 'models'>> & {
       perKey?: Partial<RateLimitConfig>;
       models?: Record<string, Partial<RateLimitConfig>>;
@@ -264,9 +290,64 @@ function finish(file: FileShape, source: string, env: Env): Config {
         model: d.model ?? (name === '*' ? undefined : name),
         rpm: d.rpm,
         tpm: d.tpm,
+        weight: d.weight ?? 1,
+        contextWindow: d.contextWindow,
+        maxOutputTokens: d.maxOutputTokens,
+        prices: d.prices
+          ? {
+              inputPerMillion: d.prices.inputPerMillion,
+              cachedInputPerMillion: d.prices.cachedInputPerMillion,
+              outputPerMillion: d.prices.outputPerMillion,
+              cacheWritePerMillion: d.prices.cacheWritePerMillion,
+            }
+          : undefined,
+        timeouts: d.timeouts,
       })),
+      strategy: m.strategy ?? 'priority',
+      fallbacks: m.fallbacks ?? [],
+      contextFallbacks: m.contextFallbacks ?? [],
     });
   }
+  for (const m of Object.values(models)) {
+    for (const list of ['fallbacks', 'contextFallbacks'] as const) {
+      m[list].forEach((f, i) => {
+        if (!models[f])
+          problems.push(`models.${m.name}.${list}[${i}]: model '${f}' is not declared under models`);
+      });
+    }
+  }
+
+  const aliases: Record<string, AliasConfig> = {};
+  for (const [name, a] of Object.entries(file.aliases ?? {})) {
+    if (models[name]) problems.push(`aliases.${name}: the name is already a model`);
+    a.models.forEach((m, i) => {
+      if (!models[m])
+        problems.push(`aliases.${name}.models[${i}]: model '${m}' is not declared under models`);
+    });
+    aliases[name] = Object.freeze({ name, models: [...a.models], strategy: a.strategy ?? 'priority' });
+  }
+  const routable = (n: string): boolean => Boolean(models[n] || aliases[n]);
+  const routing: RoutingConfig = {
+    rules: (file.routing?.rules ?? []).map((r, i) => {
+      if (!routable(r.use))
+        problems.push(`routing.rules[${i}].use: '${r.use}' is neither a model nor an alias`);
+      return {
+        when: {
+          teams: r.when?.teams,
+          tiers: r.when?.tiers,
+          models: r.when?.models,
+          route: r.when?.route,
+          headers: r.when?.headers
+            ? Object.fromEntries(Object.entries(r.when.headers).map(([k, v]) => [k.toLowerCase(), v]))
+            : undefined,
+        },
+        use: r.use,
+      };
+    }),
+    retry: { ...DEFAULT_ROUTING.retry, ...file.routing?.retry },
+    cooldown: { ...DEFAULT_ROUTING.cooldown, ...file.routing?.cooldown },
+    deadlineMs: file.routing?.deadlineMs ?? DEFAULT_ROUTING.deadlineMs,
+  };
 
   const teams: TeamConfig[] = [];
   const seenHashes = new Map<string, string>();
@@ -282,12 +363,13 @@ function finish(file: FileShape, source: string, env: Env): Config {
     });
     const allowed = t.models ?? ['*'];
     allowed.forEach((m, mi) => {
-      if (m !== '*' && !models[m] && !models['*']) {
+      if (m !== '*' && !routable(m) && !models['*']) {
         problems.push(`teams[${ti}].models[${mi}]: model '${m}' is not declared under models`);
       }
     });
     for (const m of Object.keys(t.limits?.models ?? {})) {
-      if (!models[m] && !models['*']) problems.push(`teams[${ti}].limits.models.${m}: model '${m}' is not declared under models`);
+      if (!models[m] && !models['*'])
+        problems.push(`teams[${ti}].limits.models.${m}: model '${m}' is not declared under models`);
     }
     const l = t.limits;
     const limits: TeamLimitsConfig | undefined = l
@@ -310,6 +392,7 @@ function finish(file: FileShape, source: string, env: Env): Config {
         name: t.name,
         keys: t.keys.map((k) => ({ ...k })),
         models: [...allowed],
+        tier: t.tier,
         limits,
         cache: cachePolicy(t.cache),
       }),
@@ -332,6 +415,8 @@ function finish(file: FileShape, source: string, env: Env): Config {
     limits: limitsConfig,
     providers,
     models,
+    aliases,
+    routing,
     teams,
     source,
   });

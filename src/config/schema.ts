@@ -15,7 +15,8 @@ export interface TimeoutsConfig {
 
 export interface ProviderConfig {
   name: string;
-  type: 'openai';
+  /** openai: OpenAI and every OpenAI-compatible server; anthropic: the Messages API, translated. */
+  type: 'openai' | 'anthropic';
   /** Base URL including the version path, e.g. https://api.openai.com/v1 */
   baseUrl: string;
   apiKey: string | undefined;
@@ -32,6 +33,14 @@ export interface RateLimitConfig {
   tpm: number | undefined;
 }
 
+export interface PricesConfig {
+  /** USD per million tokens. */
+  inputPerMillion: number | undefined;
+  cachedInputPerMillion: number | undefined;
+  outputPerMillion: number | undefined;
+  cacheWritePerMillion: number | undefined;
+}
+
 export interface DeploymentConfig {
   provider: string;
   /** Model name sent upstream; undefined means "the name the client asked for" (wildcard routes). */
@@ -39,11 +48,70 @@ export interface DeploymentConfig {
   /** The upstream's own quota for this deployment (the provider account's RPM/TPM). */
   rpm: number | undefined;
   tpm: number | undefined;
+  /** Share for the weighted strategy (default 1). */
+  weight: number;
+  /** Prompt + output tokens the model accepts; requests that cannot fit skip this deployment. */
+  contextWindow: number | undefined;
+  maxOutputTokens: number | undefined;
+  prices: PricesConfig | undefined;
+  /** Overrides of the provider's timeouts for this deployment. */
+  timeouts: Partial<TimeoutsConfig> | undefined;
+}
+
+export type StrategyName =
+  'priority' | 'weighted' | 'least-in-flight' | 'lowest-latency' | 'most-quota' | 'cheapest';
+
+export interface AliasConfig {
+  name: string;
+  /** Model names whose deployments are the alias's candidates. */
+  models: string[];
+  strategy: StrategyName;
+}
+
+export interface RouteRuleConfig {
+  /** Every condition given must hold; an empty `when` always matches. */
+  when: {
+    teams: string[] | undefined;
+    tiers: string[] | undefined;
+    /** Model names as requested. */
+    models: string[] | undefined;
+    /** Value of the x-tollgate-route request header. */
+    route: string | undefined;
+    /** Other request headers (a task tag), lower-case names, exact values. */
+    headers: Record<string, string> | undefined;
+  };
+  /** The model or alias to use instead. */
+  use: string;
+}
+
+export interface RoutingConfig {
+  rules: RouteRuleConfig[];
+  retry: {
+    /** Upstream calls per request at most, fallbacks included. */
+    maxAttempts: number;
+    baseDelayMs: number;
+    maxDelayMs: number;
+    /** An upstream Retry-After longer than this moves on to the next candidate at once. */
+    maxRetryAfterMs: number;
+  };
+  cooldown: {
+    /** This many failures of a deployment within windowMs put it in cooldown. */
+    failures: number;
+    windowMs: number;
+    cooldownMs: number;
+  };
+  /** All attempts of one request together, from arrival. */
+  deadlineMs: number;
 }
 
 export interface ModelConfig {
   name: string;
   deployments: DeploymentConfig[];
+  strategy: StrategyName;
+  /** Models tried, in order, after every deployment of this one failed. */
+  fallbacks: string[];
+  /** Models tried when the request does not fit this model's context window. */
+  contextFallbacks: string[];
 }
 
 export interface TeamKeyConfig {
@@ -72,13 +140,16 @@ export interface TeamConfig {
   keys: TeamKeyConfig[];
   /** Model names the team may use; '*' allows every configured model. */
   models: string[];
+  /** A label routing rules can match (free, pro, enterprise, ...). */
+  tier: string | undefined;
   limits: TeamLimitsConfig | undefined;
   cache: TeamCacheConfig;
 }
 
 export interface RedisConfig {
   url: string | undefined;
-  sentinel: { name: string; sentinels: { host: string; port: number }[]; password: string | undefined } | undefined;
+  sentinel:
+    { name: string; sentinels: { host: string; port: number }[]; password: string | undefined } | undefined;
   cluster: { nodes: { host: string; port: number }[] } | undefined;
   keyPrefix: string;
   commandTimeoutMs: number;
@@ -132,6 +203,8 @@ export interface Config {
   limits: LimitsConfig;
   providers: Record<string, ProviderConfig>;
   models: Record<string, ModelConfig>;
+  aliases: Record<string, AliasConfig>;
+  routing: RoutingConfig;
   teams: TeamConfig[];
   /** Where the config came from (a path or 'environment'), for logs. */
   source: string;
@@ -164,11 +237,22 @@ const cachePolicy = {
   properties: { enabled: { type: 'boolean' }, ttlSeconds: { type: 'integer', minimum: 0 } },
 } as const;
 
+const strategy = {
+  enum: ['priority', 'weighted', 'least-in-flight', 'lowest-latency', 'most-quota', 'cheapest'],
+} as const;
+
+const names = { type: 'array', items: name } as const;
+
+const price = { type: 'number', minimum: 0 } as const;
+
 const hostPort = {
   type: 'object',
   additionalProperties: false,
   required: ['host', 'port'],
-  properties: { host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 1, maximum: 65535 } },
+  properties: {
+    host: { type: 'string', minLength: 1 },
+    port: { type: 'integer', minimum: 1, maximum: 65535 },
+  },
 } as const;
 
 export const configFileSchema = {
@@ -277,10 +361,90 @@ export const configFileSchema = {
               type: 'object',
               additionalProperties: false,
               required: ['provider'],
-              properties: { provider: name, model: { type: 'string', minLength: 1 }, rpm: positiveInt, tpm: positiveInt },
+              properties: {
+                provider: name,
+                model: { type: 'string', minLength: 1 },
+                rpm: positiveInt,
+                tpm: positiveInt,
+                weight: { type: 'number', minimum: 0 },
+                contextWindow: positiveInt,
+                maxOutputTokens: positiveInt,
+                prices: {
+                  type: 'object',
+                  additionalProperties: false,
+                  properties: {
+                    inputPerMillion: price,
+                    cachedInputPerMillion: price,
+                    outputPerMillion: price,
+                    cacheWritePerMillion: price,
+                  },
+                },
+                timeouts,
+              },
+            },
+          },
+          strategy,
+          fallbacks: names,
+          contextFallbacks: names,
+        },
+      },
+    },
+    aliases: {
+      type: 'object',
+      propertyNames: name,
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['models'],
+        properties: { models: { ...names, minItems: 1 }, strategy },
+      },
+    },
+    routing: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        rules: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['use'],
+            properties: {
+              when: {
+                type: 'object',
+                additionalProperties: false,
+                properties: {
+                  teams: { type: 'array', items: { type: 'string' } },
+                  tiers: { type: 'array', items: { type: 'string' } },
+                  models: { type: 'array', items: { type: 'string' } },
+                  route: { type: 'string' },
+                  headers: { type: 'object', additionalProperties: { type: 'string' } },
+                },
+              },
+              use: name,
             },
           },
         },
+        retry: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            maxAttempts: positiveInt,
+            baseDelayMs: { type: 'integer', minimum: 0 },
+            maxDelayMs: { type: 'integer', minimum: 0 },
+            maxRetryAfterMs: { type: 'integer', minimum: 0 },
+          },
+        },
+        cooldown: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            failures: positiveInt,
+            windowMs: positiveInt,
+            cooldownMs: { type: 'integer', minimum: 0 },
+          },
+        },
+        deadlineMs: positiveInt,
       },
     },
     teams: {
@@ -304,6 +468,7 @@ export const configFileSchema = {
             },
           },
           models: { type: 'array', items: { type: 'string', minLength: 1 } },
+          tier: { type: 'string', minLength: 1 },
           limits: {
             type: 'object',
             additionalProperties: false,

@@ -11,6 +11,7 @@ import { createCacheStage, type CacheOptions } from './stages/cache.js';
 import { createLimitsStage } from './stages/limits.js';
 import { createProviderStage } from './stages/provider.js';
 import { createQuotaStage } from './stages/quota.js';
+import { DeploymentStats } from './routing/stats.js';
 import { createRouteStage } from './stages/route.js';
 import type { Next, Stage } from './types.js';
 
@@ -30,7 +31,7 @@ export function createPipeline({ config, providers, store, keys, log }: Pipeline
       // A lost release (a crashed replica) frees its slot once the longest request could be over.
       { teams: config.teams, limits: config.limits, slotLeaseMs: maxTotalTimeoutMs(config) + 60_000 },
     ),
-    createRouteStage(config),
+    createRouteStage(config, new DeploymentStats()),
     createQuotaStage({ store, keys, log }, config.limits),
   ];
   return compose(stages, createProviderStage(providers));

@@ -31,7 +31,10 @@ export interface Deployment {
   /** Relative share for the weighted strategy (default 1). */
   weight?: number;
   /** USD per million tokens, for the cheapest strategy (and, later, accounting). */
-  prices?: { inputPerMillion?: number; outputPerMillion?: number };
+  prices?: { inputPerMillion?: number | undefined; outputPerMillion?: number | undefined };
+  /** Prompt + output tokens the model accepts, when configured. */
+  contextWindow?: number;
+  maxOutputTokens?: number;
 }
 
 export interface JsonOutcome {

@@ -95,7 +95,7 @@ describe('the tollgate process', () => {
     const out = p.stdout();
     const key = /^\s+(tg-[A-Za-z0-9_-]{32})$/m.exec(out)?.[1];
     assert.ok(key, out);
-    const sha = /sha256: ([0-9a-f]{64})/.exec(out)?.[1];
+    const sha = /sha256: "([0-9a-f]{64})"/.exec(out)?.[1];
     assert.equal(sha, hashKey(key));
     assert.match(out, /- name: search/);
   });

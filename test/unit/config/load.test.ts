@@ -93,7 +93,8 @@ teams:
     assert.equal(c.source, 'environment');
     assert.equal(c.providers.openai?.apiKey, 'sk-env');
     assert.equal(c.providers.openai?.baseUrl, 'https://api.openai.com/v1');
-    assert.deepEqual(c.models['*']?.deployments, [{ provider: 'openai', model: undefined, rpm: undefined, tpm: undefined }]);
+    assert.equal(c.models['*']?.deployments[0]?.provider, 'openai');
+    assert.equal(c.models['*']?.deployments[0]?.model, undefined);
   });
 
   it('starts with no providers at all when the environment has no key', () => {
@@ -114,7 +115,9 @@ teams:
       't',
       {},
     );
-    assert.deepEqual(c.models['gpt-4o']?.deployments, [{ provider: 'p', model: 'gpt-4o', rpm: undefined, tpm: undefined }]);
+    const d = c.models['gpt-4o']?.deployments[0];
+    assert.deepEqual([d?.provider, d?.model, d?.weight], ['p', 'gpt-4o', 1]);
+    assert.equal(c.models['gpt-4o']?.strategy, 'priority');
     assert.deepEqual(c.teams[0]?.models, ['*']);
   });
 });
@@ -174,5 +177,50 @@ teams:
     assert.equal(c.cache.cacheSampled, false);
     assert.equal(c.models.m?.deployments[0]?.tpm, 5000);
     assert.equal(c.limits.bytesPerToken, 3);
+  });
+});
+
+describe('routing config', () => {
+  it('reads aliases, rules, fallbacks and retry policy, and checks every reference', () => {
+    const ok = parseConfig(
+      `providers: { p: { type: openai } }
+models:
+  a: { deployments: [{ provider: p, weight: 2, contextWindow: 8000, prices: { inputPerMillion: 1, outputPerMillion: 2 } }], fallbacks: [b] }
+  b: { deployments: [{ provider: p }], strategy: weighted }
+aliases: { cheap: { models: [a, b], strategy: cheapest } }
+routing:
+  rules: [{ when: { tiers: [free], headers: { X-Task: summarize } }, use: cheap }]
+  retry: { maxAttempts: 5 }
+teams: [{ name: t, tier: free, keys: [{ id: k, sha256: ${'d'.repeat(64)} }], models: [cheap] }]
+`,
+      't',
+      {},
+    );
+    assert.deepEqual(ok.aliases.cheap, { name: 'cheap', models: ['a', 'b'], strategy: 'cheapest' });
+    assert.deepEqual(ok.routing.rules[0]?.when.headers, { 'x-task': 'summarize' });
+    assert.equal(ok.routing.retry.maxAttempts, 5);
+    assert.equal(ok.routing.retry.baseDelayMs, 250);
+    assert.equal(ok.models.a?.deployments[0]?.weight, 2);
+    assert.deepEqual(ok.models.a?.fallbacks, ['b']);
+    assert.equal(ok.teams[0]?.tier, 'free');
+
+    const problems = problemsOf(() =>
+      parseConfig(
+        `providers: { p: { type: openai } }
+models: { a: { deployments: [{ provider: p }], fallbacks: [zz] } }
+aliases: { a: { models: [nope] } }
+routing: { rules: [{ use: missing }] }
+`,
+        't',
+        {},
+      ),
+    );
+    assert.ok(
+      problems.includes("models.a.fallbacks[0]: model 'zz' is not declared under models"),
+      problems.join('\n'),
+    );
+    assert.ok(problems.includes('aliases.a: the name is already a model'));
+    assert.ok(problems.includes("aliases.a.models[0]: model 'nope' is not declared under models"));
+    assert.ok(problems.includes("routing.rules[0].use: 'missing' is neither a model nor an alias"));
   });
 });
