@@ -117,7 +117,7 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
   void app.register(async (v1) => {
     v1.addHook('onRequest', createAuthHook(teams));
     registerModelsRoute(v1, config);
-    registerModelRoutes(v1, { config, pipeline, log });
+    registerModelRoutes(v1, { config, pipeline: pipeline.next, log });
   });
 
   return {
@@ -127,6 +127,7 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
     async close() {
       readiness.draining = true;
       await app.close();
+      pipeline.close();
       await providers.close();
       await store.close();
     },

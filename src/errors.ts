@@ -73,6 +73,15 @@ export const errors = {
     }),
   invalidRequest: (message: string, param: string | null = null): GatewayError =>
     new GatewayError({ status: 400, type: INVALID, code: 'invalid_request', message, param }),
+  /** A valid OpenAI field the chosen provider cannot honour: refused, never dropped or clamped. */
+  unsupportedParameter: (param: string, detail: string): GatewayError =>
+    new GatewayError({
+      status: 400,
+      type: INVALID,
+      code: 'unsupported_parameter',
+      param,
+      message: `Unsupported parameter: '${param.slice(0, 200)}' ${detail}`,
+    }),
   invalidJson: (detail: string): GatewayError =>
     new GatewayError({
       status: 400,
@@ -172,6 +181,15 @@ export const errors = {
       code: 'rate_limit_exceeded',
       message: o.message,
       headers: { ...o.headers, 'x-should-retry': 'false' },
+    }),
+  /** The request cannot fit the context window of any deployment of the model. */
+  contextLengthExceeded: (model: string, estimatedTokens: number): GatewayError =>
+    new GatewayError({
+      status: 400,
+      type: 'invalid_request_error',
+      code: 'context_length_exceeded',
+      param: 'messages',
+      message: `This model's maximum context length is too small for this request: it needs about ${estimatedTokens} tokens (prompt and requested output) on model ${model.slice(0, 200)}. Please reduce the length of the messages or max_tokens.`,
     }),
   shuttingDown: (): GatewayError =>
     new GatewayError({

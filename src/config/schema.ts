@@ -337,7 +337,7 @@ export const configFileSchema = {
         additionalProperties: false,
         required: ['type'],
         properties: {
-          type: { enum: ['openai'] },
+          type: { enum: ['openai', 'anthropic'] },
           baseUrl: { type: 'string', pattern: '^https?://' },
           apiKey: { type: 'string' },
           headers: { type: 'object', additionalProperties: { type: 'string' } },

@@ -1,7 +1,6 @@
 // The request path, outermost stage first. Composed once at start-up, never per request.
 // The order (DESIGN.md): accounting, budget, cache, limits, route, attempts, provider; the
-// stages of later milestones slot in where their names stand. `quota` guards the chosen
-// deployment's own upstream quota until the attempts stage takes that over.
+// stages of later milestones (accounting, budget) slot in where their names stand.
 import type { Logger } from 'pino';
 import type { CacheConfig, Config, TeamConfig } from '../config/schema.js';
 import type { ProviderRegistry } from '../providers/registry.js';
@@ -10,7 +9,8 @@ import type { Store } from '../stores/store.js';
 import { createCacheStage, type CacheOptions } from './stages/cache.js';
 import { createLimitsStage } from './stages/limits.js';
 import { createProviderStage } from './stages/provider.js';
-import { createQuotaStage } from './stages/quota.js';
+import { createAttemptsStage } from './stages/attempts.js';
+import { Cooldowns } from './routing/cooldown.js';
 import { DeploymentStats } from './routing/stats.js';
 import { createRouteStage } from './stages/route.js';
 import type { Next, Stage } from './types.js';
@@ -23,7 +23,15 @@ export interface PipelineDeps {
   log: Logger;
 }
 
-export function createPipeline({ config, providers, store, keys, log }: PipelineDeps): Next {
+export interface Pipeline {
+  next: Next;
+  /** Stops the pipeline's background work (cooldown refresh). */
+  close(): void;
+}
+
+export function createPipeline({ config, providers, store, keys, log }: PipelineDeps): Pipeline {
+  const stats = new DeploymentStats();
+  const cooldowns = new Cooldowns(store, keys, config.routing.cooldown, log);
   const stages: Stage[] = [
     createCacheStage({ store, keys, log }, cacheOptions(config)),
     createLimitsStage(
@@ -31,10 +39,10 @@ export function createPipeline({ config, providers, store, keys, log }: Pipeline
       // A lost release (a crashed replica) frees its slot once the longest request could be over.
       { teams: config.teams, limits: config.limits, slotLeaseMs: maxTotalTimeoutMs(config) + 60_000 },
     ),
-    createRouteStage(config, new DeploymentStats()),
-    createQuotaStage({ store, keys, log }, config.limits),
+    createRouteStage(config, stats),
+    createAttemptsStage({ store, keys, log, cooldowns, stats }, config.routing, config.limits),
   ];
-  return compose(stages, createProviderStage(providers));
+  return { next: compose(stages, createProviderStage(providers)), close: () => cooldowns.close() };
 }
 
 /** Folds stages into one Next: stages[0] runs first and calls into stages[1], ... then `last`. */

@@ -1,6 +1,7 @@
 // Builds one Provider per configured provider at start-up (each with its own connection pool).
 // This is the only place that maps a provider `type` to its implementation.
 import type { Config } from '../config/schema.js';
+import { createAnthropicProvider } from './anthropic/provider.js';
 import { createOpenAIProvider } from './openai/provider.js';
 import type { Provider } from './types.js';
 
@@ -15,6 +16,9 @@ export function createProviderRegistry(config: Pick<Config, 'providers'>): Provi
     switch (p.type) {
       case 'openai':
         providers.set(p.name, createOpenAIProvider(p));
+        break;
+      case 'anthropic':
+        providers.set(p.name, createAnthropicProvider(p));
         break;
     }
   }

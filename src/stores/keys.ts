@@ -13,6 +13,8 @@ export interface Keys {
   deploymentBucket(deploymentId: string, name: string): string;
   /** The set of a team's in-flight requests. */
   teamConcurrency(team: string): string;
+  /** Marks a deployment in cooldown (its value: the end, epoch ms). */
+  deploymentCooldown(deploymentId: string): string;
   /**
    * A cache entry. No hash tag on purpose: entries are single-key, and tagging them by team
    * would pile one team's whole cache into one cluster slot.
@@ -28,6 +30,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
     // Deployment ids hold provider and model names; a digest keeps the tag short and brace-free.
     deploymentBucket: (id, name) => `${p}bucket:{d:${shortDigest(id)}}:${name}`,
     teamConcurrency: (team) => `${p}inflight:{t:${team}}`,
+    deploymentCooldown: (id) => `${p}cooldown:{d:${shortDigest(id)}}`,
     cacheEntry: (scope, digest) => `${p}cache:${scope}:${digest}`,
   };
 }

@@ -18,7 +18,8 @@ describe('the official openai SDK against the gateway', () => {
 
   before(async () => {
     fake = await startFakeUpstream({ apiKey: PROVIDER_KEY });
-    gw = await startGateway(baseConfig(fake.url, [team]));
+    // One attempt per request: these tests are about how each upstream error reaches the SDK.
+    gw = await startGateway(baseConfig(fake.url, [team], { routing: { retry: { maxAttempts: 1 } } }));
     client = new OpenAI({ apiKey: team.key, baseURL: gw.baseURL, maxRetries: 0 });
   });
   after(async () => {

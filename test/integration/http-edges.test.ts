@@ -43,7 +43,13 @@ describe('the HTTP surface', () => {
 
   before(async () => {
     fake = await startFakeUpstream({ apiKey: PROVIDER_KEY });
-    gw = await startGateway(baseConfig(fake.url, [team, other], { server: { bodyLimitBytes: 64 * 1024 } }));
+    // One attempt per request: these tests are about how each upstream answer is relayed.
+    gw = await startGateway(
+      baseConfig(fake.url, [team, other], {
+        server: { bodyLimitBytes: 64 * 1024 },
+        routing: { retry: { maxAttempts: 1 } },
+      }),
+    );
   });
   after(async () => {
     await gw.close();

@@ -1,0 +1,168 @@
+// The Anthropic provider: translates the OpenAI chat request to a Messages API call
+// (POST {baseUrl}/messages, https://docs.anthropic.com/en/api/messages) and the answer back, so
+// clients only ever see OpenAI's shapes. A JSON answer becomes one chat.completion object; a
+// stream is mapped event by event as it arrives, never buffered. The stream's `usage` settles
+// in a finally, with the upstream's final counts when message_delta gave them, else undefined
+// (the pipeline then falls back to its estimate). Anthropic has no embeddings endpoint.
+import type { ProviderConfig } from '../../config/schema.js';
+import { errors } from '../../errors.js';
+import type { Chunk, Deployment, Outcome, PipelineContext, Usage } from '../../pipeline/types.js';
+import { SseParser } from '../sse/parse.js';
+import type { Provider } from '../types.js';
+import { UpstreamClient, type UpstreamResponse } from '../upstream-client.js';
+import { mapAnthropicError } from './map-error.js';
+import { DEFAULT_MAX_TOKENS, translateRequest } from './translate-request.js';
+import { translateResponse } from './translate-response.js';
+import { AnthropicStreamMapper } from './translate-stream.js';
+
+/** https://docs.anthropic.com/en/api/versioning; a `headers` entry in the config overrides it. */
+const ANTHROPIC_VERSION = '2023-06-01';
+/** An error body bigger than this is cut: it is only read for its message. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+
+export interface AnthropicProviderOptions {
+  /** max_tokens for requests that set none (Anthropic requires it). Default 4096. */
+  defaultMaxTokens?: number;
+  /** Unix seconds for `created`; injectable for tests. */
+  now?: () => number;
+}
+
+export function createAnthropicProvider(
+  config: ProviderConfig,
+  options: AnthropicProviderOptions = {},
+): Provider {
+  const client = new UpstreamClient(config);
+  const configured = Object.fromEntries(Object.entries(config.headers).map(([k, v]) => [k.toLowerCase(), v]));
+  const headers: Record<string, string> = {
+    'anthropic-version': ANTHROPIC_VERSION,
+    ...configured,
+    'content-type': 'application/json',
+    ...(config.apiKey ? { 'x-api-key': config.apiKey } : {}),
+  };
+  const defaultMaxTokens = options.defaultMaxTokens ?? DEFAULT_MAX_TOKENS;
+
+  return {
+    name: config.name,
+    close: () => client.close(),
+
+    async call(ctx: PipelineContext, target: Deployment): Promise<Outcome> {
+      if (ctx.endpoint === 'embeddings') {
+        throw errors.unsupportedParameter(
+          'model',
+          `names a model served by the Anthropic Messages API, which has no embeddings endpoint.`,
+        );
+      }
+      // Translation errors are the client's 400s, raised before anything goes upstream.
+      const { body, structuredTool } = translateRequest(ctx.body, {
+        model: target.model,
+        stream: ctx.stream,
+        defaultMaxTokens,
+      });
+      const res = await client.request({
+        path: '/messages',
+        headers,
+        body: JSON.stringify(body),
+        signal: ctx.signal,
+      });
+
+      if (res.statusCode < 200 || res.statusCode >= 300) {
+        const text = await readText(res.body, MAX_ERROR_BODY_BYTES).catch(() => '');
+        res.done();
+        throw mapAnthropicError(config.name, config.apiKey, res.statusCode, res.headers, text);
+      }
+
+      if (ctx.stream) {
+        const contentType = String(res.headers['content-type'] ?? '');
+        if (!contentType.includes('text/event-stream')) {
+          await res.body.dump().catch(() => undefined);
+          res.done();
+          throw errors.upstreamBadResponse(
+            config.name,
+            `expected an event stream, got '${contentType.slice(0, 60)}'`,
+          );
+        }
+        const mapper = new AnthropicStreamMapper({
+          providerName: config.name,
+          apiKey: config.apiKey,
+          structuredTool,
+          includeUsage: ctx.clientWantsUsage,
+          ...(options.now ? { now: options.now } : {}),
+        });
+        const { chunks, usage } = relayStream(res, mapper, config.name);
+        return { kind: 'stream', status: 200, headers: {}, chunks, usage };
+      }
+
+      let parsed: unknown;
+      try {
+        const raw = Buffer.from(await res.body.arrayBuffer());
+        parsed = JSON.parse(raw.toString('utf8'));
+      } catch (err) {
+        if (err instanceof SyntaxError)
+          throw errors.upstreamBadResponse(config.name, 'the response body is not valid JSON');
+        throw res.mapError(err);
+      } finally {
+        res.done();
+      }
+      const completion = translateResponse(parsed, {
+        providerName: config.name,
+        structuredTool,
+        ...(options.now ? { now: options.now } : {}),
+      });
+      return {
+        kind: 'json',
+        status: 200,
+        headers: {},
+        body: completion,
+        usage: completion.usage as Usage | undefined,
+      };
+    },
+  };
+}
+
+/**
+ * Maps the event stream chunk by chunk as it arrives. A stream that ends without message_stop
+ * is a failure, never a silent success; an `error` event throws the mapped error. The body is
+ * read to its end after message_stop so the keep-alive socket can be reused.
+ */
+function relayStream(
+  res: UpstreamResponse,
+  mapper: AnthropicStreamMapper,
+  providerName: string,
+): { chunks: AsyncIterable<Chunk>; usage: Promise<Usage | undefined> } {
+  let settle!: (u: Usage | undefined) => void;
+  const usage = new Promise<Usage | undefined>((resolve) => (settle = resolve));
+
+  async function* chunks(): AsyncGenerator<Chunk> {
+    const parser = new SseParser();
+    try {
+      for await (const bytes of res.body as AsyncIterable<Buffer>) {
+        if (mapper.finished) continue;
+        for (const ev of parser.push(bytes)) {
+          for (const chunk of mapper.push(ev)) yield { data: JSON.stringify(chunk) };
+          if (mapper.finished) break;
+        }
+      }
+    } catch (err) {
+      throw res.mapError(err);
+    } finally {
+      res.done();
+      if (!mapper.finished) res.body.destroy();
+      settle(mapper.usage);
+    }
+    if (!mapper.finished)
+      throw errors.upstreamBadResponse(providerName, 'the stream ended before message_stop');
+  }
+
+  return { chunks: chunks(), usage };
+}
+
+async function readText(body: AsyncIterable<Buffer>, limit: number): Promise<string> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    parts.push(chunk);
+    size += chunk.length;
+    if (size >= limit) break;
+  }
+  return Buffer.concat(parts).subarray(0, limit).toString('utf8');
+}
