@@ -26,10 +26,15 @@ export const DEFAULT_TIMEOUTS: TimeoutsConfig = {
 export const DEFAULT_CONNECTIONS: number | null = null;
 
 /** Base URLs used when a provider entry (or the zero-config environment) names none. */
-export const DEFAULT_BASE_URLS = {
+export const DEFAULT_BASE_URLS: Record<'openai' | 'azure' | 'anthropic', string | undefined> = {
   openai: 'https://api.openai.com/v1',
+  // Azure's base URL is the resource's own (https://RESOURCE.openai.azure.com): no default.
+  azure: undefined,
   anthropic: 'https://api.anthropic.com/v1',
-} as const;
+};
+
+/** A GA api-version of Azure OpenAI's data plane. */
+export const DEFAULT_AZURE_API_VERSION = '2024-10-21';
 
 export const DEFAULT_CONFIG_PATH = 'config/tollgate.yaml';
 

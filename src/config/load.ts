@@ -153,6 +153,7 @@ interface FileShape {
       headers?: Record<string, string>;
       timeouts?: Partial<TimeoutsConfig>;
       connections?: number;
+      apiVersion?: string;
     }
   >;
   models?: Record<
@@ -265,10 +266,13 @@ function finish(file: FileShape, source: string, env: Env): Config {
 
   const providers: Record<string, ProviderConfig> = {};
   for (const [name, p] of Object.entries(file.providers ?? {})) {
+    const baseUrl = p.baseUrl ?? DEFAULT_BASE_URLS[p.type];
+    if (baseUrl === undefined) problems.push(`providers.${name}.baseUrl: required for type ${p.type}`);
     providers[name] = Object.freeze({
       name,
       type: p.type,
-      baseUrl: (p.baseUrl ?? DEFAULT_BASE_URLS[p.type]).replace(/\/+$/, ''),
+      apiVersion: p.apiVersion,
+      baseUrl: (baseUrl ?? '').replace(/\/+$/, ''),
       apiKey: p.apiKey === '' ? undefined : p.apiKey,
       headers: { ...p.headers },
       timeouts: { ...baseTimeouts, ...p.timeouts },

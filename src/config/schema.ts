@@ -15,8 +15,13 @@ export interface TimeoutsConfig {
 
 export interface ProviderConfig {
   name: string;
-  /** openai: OpenAI and every OpenAI-compatible server; anthropic: the Messages API, translated. */
-  type: 'openai' | 'anthropic';
+  /**
+   * openai: OpenAI and every OpenAI-compatible server; azure: Azure OpenAI (deployment URLs,
+   * api-key header); anthropic: the Messages API, translated.
+   */
+  type: 'openai' | 'azure' | 'anthropic';
+  /** Azure OpenAI's api-version query parameter. */
+  apiVersion: string | undefined;
   /** Base URL including the version path, e.g. https://api.openai.com/v1 */
   baseUrl: string;
   apiKey: string | undefined;
@@ -337,7 +342,8 @@ export const configFileSchema = {
         additionalProperties: false,
         required: ['type'],
         properties: {
-          type: { enum: ['openai', 'anthropic'] },
+          type: { enum: ['openai', 'azure', 'anthropic'] },
+          apiVersion: { type: 'string', minLength: 1 },
           baseUrl: { type: 'string', pattern: '^https?://' },
           apiKey: { type: 'string' },
           headers: { type: 'object', additionalProperties: { type: 'string' } },

@@ -1,4 +1,4 @@
-// Standalone fake OpenAI upstream for the demo and the benchmark:
+// Standalone fake upstream (OpenAI, plus Anthropic's /v1/messages) for the demo and the benchmark:
 //   node dist/fake-upstream/main.js --port 9999 --host 127.0.0.1 --latency-ms 0 --chunks 5 --chunk-delay-ms 0
 // Prints one "listening" line, serves until SIGTERM/SIGINT, then closes and exits 0. Also used by
 // `tollgate fake-upstream` through runFakeUpstreamCli().

@@ -1,6 +1,7 @@
 // A small node:http server that impersonates the OpenAI API (chat completions, embeddings, models)
-// for integration tests, the demo and the benchmark. Tests can script failures (errors, resets,
-// stalls, cut streams), read back what was sent, and observe client aborts.
+// and Anthropic's Messages API (/v1/messages) for integration tests, the demo and the benchmark. Tests
+// can script failures (errors, resets, stalls, cut streams), read back what was sent, and observe
+// client aborts.
 import { EventEmitter } from 'node:events';
 import { createServer } from 'node:http';
 import type {
@@ -11,11 +12,22 @@ import type {
   ServerResponse,
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Answer, Extra, StreamAnswer } from './answer.js';
+import {
+  MESSAGES_PATH,
+  anthropicAuthAnswer,
+  anthropicErrorAnswer,
+  anthropicHeaders,
+  messageId,
+  messagesAnswer,
+  planMessages,
+  renderMessagesStream,
+} from './anthropic.js';
+import { PromptCache } from './prompt-cache.js';
 import {
   INVALID_JSON_ERROR,
   MODELS_BODY,
   buildEmbeddings,
-  defaultError,
   errorBody,
   invalidKeyError,
   invalidUrl,
@@ -29,6 +41,7 @@ import {
   validateChat,
 } from './responses.js';
 import type { ErrorFields } from './responses.js';
+import { scriptedAnswer } from './scripted.js';
 import type {
   ClientAbortInfo,
   FakeUpstream,
@@ -45,6 +58,7 @@ export type {
   RecordedRequest,
   ScriptedAnswer,
   ScriptedError,
+  ScriptedEvent,
   ScriptedOk,
   ScriptedRaw,
   ScriptedReset,
@@ -81,22 +95,6 @@ interface Ctx {
   selfClosed: boolean;
 }
 
-type Extra = Record<string, string> | undefined;
-
-type Answer =
-  | { t: 'body'; status: number; body: string; headers: Extra }
-  | {
-      t: 'stream';
-      status: number;
-      frames: string[];
-      delayMs: number;
-      cutAfter: number | undefined;
-      stallAfter: number | undefined;
-      headers: Extra;
-    }
-  | { t: 'reset' }
-  | { t: 'stall' };
-
 interface Waiter {
   resolve: (at: number) => void;
   reject: (err: Error) => void;
@@ -122,13 +120,6 @@ function nonNegInt(v: unknown, fallback: number): number {
   return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? Math.floor(n) : fallback;
 }
 
-function lowerKeys(h: Record<string, string> | undefined): Extra {
-  if (!h) return undefined;
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h)) out[k.toLowerCase()] = v;
-  return out;
-}
-
 function flattenHeaders(h: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(h)) {
@@ -140,6 +131,10 @@ function flattenHeaders(h: IncomingHttpHeaders): Record<string, string> {
 function bearer(h: string | undefined): string | undefined {
   if (!h || !/^bearer /i.test(h)) return undefined;
   return h.slice(7).trim() || undefined;
+}
+
+function firstHeader(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
 }
 
 function drained(res: ServerResponse): Promise<void> {
@@ -164,6 +159,7 @@ class FakeUpstreamServer extends EventEmitter<Events> implements FakeUpstream {
   private readonly queue: ScriptedAnswer[] = [];
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly waiters: Waiter[] = [];
+  private readonly promptCache = new PromptCache();
   private abortCursor = 0;
   private active = 0;
   private closing = false;
@@ -221,6 +217,7 @@ class FakeUpstreamServer extends EventEmitter<Events> implements FakeUpstream {
     this.queue.length = 0;
     this.aborts.length = 0;
     this.abortCursor = 0;
+    this.promptCache.clear();
   }
 
   waitForAbort(timeoutMs = 2000): Promise<number> {
@@ -331,6 +328,11 @@ class FakeUpstreamServer extends EventEmitter<Events> implements FakeUpstream {
       return;
     }
     const message = `fake upstream failure: ${err instanceof Error ? err.message : String(err)}`;
+    if (ctx.path === MESSAGES_PATH) {
+      const a = anthropicErrorAnswer(500, { type: 'api_error', message });
+      if (a.t === 'body') this.sendBody(res, ctx, a.status, a.body, a.headers, a.api);
+      return;
+    }
     this.sendBody(
       res,
       ctx,
@@ -378,21 +380,32 @@ class FakeUpstreamServer extends EventEmitter<Events> implements FakeUpstream {
       record.rawBody = raw;
       this.emit('request', record);
     }
-    const knobs = this.knobs(req.headers, body);
-    const authHeader = req.headers.authorization;
-    const sentKey = bearer(authHeader);
+    const anthropic = ctx.path === MESSAGES_PATH;
+    // Anthropic's strict schema would reject a body `x_fake`, so /v1/messages takes headers only.
+    const knobs = this.knobs(req.headers, anthropic ? undefined : body);
+    const apiKey = this.settings.apiKey;
+    const sentKey = anthropic ? firstHeader(req.headers['x-api-key']) : bearer(req.headers.authorization);
 
     let answer: Answer;
     let latencyMs = knobs.latencyMs;
-    if (this.settings.apiKey !== undefined && sentKey !== this.settings.apiKey) {
-      answer = { t: 'body', status: 401, body: errorBody(invalidKeyError(sentKey)), headers: undefined };
+    if (apiKey !== undefined && sentKey !== apiKey) {
+      answer = anthropic
+        ? anthropicAuthAnswer(sentKey)
+        : { t: 'body', status: 401, body: errorBody(invalidKeyError(sentKey)), headers: undefined };
     } else {
       const scripted = method === 'POST' ? this.queue.shift() : undefined;
       if (scripted && scripted.kind !== 'stall' && scripted.latencyMs !== undefined)
         latencyMs = scripted.latencyMs;
       answer = scripted
-        ? this.scriptedAnswer(scripted, method, ctx.path, body, badJson, knobs, sentKey)
-        : this.route(method, ctx.path, body, badJson, knobs);
+        ? scriptedAnswer(scripted, {
+            anthropic,
+            body,
+            chunkDelayMs: knobs.chunkDelayMs,
+            sentKey,
+            normal: () => this.route(req, ctx.path, body, badJson, knobs),
+            streamFrames: (chunks) => this.streamFrames(anthropic, body, knobs, chunks),
+          })
+        : this.route(req, ctx.path, body, badJson, knobs);
     }
 
     if (answer.t === 'stall') return;
@@ -410,7 +423,7 @@ class FakeUpstreamServer extends EventEmitter<Events> implements FakeUpstream {
         return;
       }
       case 'body':
-        this.sendBody(res, ctx, answer.status, answer.body, answer.headers);
+        this.sendBody(res, ctx, answer.status, answer.body, answer.headers, answer.api);
         return;
       case 'stream':
         await this.sendStream(res, ctx, answer);
@@ -418,8 +431,12 @@ class FakeUpstreamServer extends EventEmitter<Events> implements FakeUpstream {
     }
   }
 
-  private route(method: string, path: string, body: unknown, badJson: boolean, knobs: Knobs): Answer {
+  private route(req: IncomingMessage, path: string, body: unknown, badJson: boolean, knobs: Knobs): Answer {
+    const method = req.method ?? 'GET';
     if (method === 'POST' && path === '/v1/chat/completions') return this.chat(body, badJson, knobs);
+    if (method === 'POST' && path === MESSAGES_PATH) {
+      return messagesAnswer(req.headers, body, badJson, knobs, this.promptCache);
+    }
     if (method === 'POST' && path === '/v1/embeddings') {
       if (badJson) return this.error(400, INVALID_JSON_ERROR);
       const built = buildEmbeddings(body, this.settings.embeddingDimensions);
@@ -474,77 +491,31 @@ class FakeUpstreamServer extends EventEmitter<Events> implements FakeUpstream {
     };
   }
 
-  private scriptedAnswer(
-    a: ScriptedAnswer,
-    method: string,
-    path: string,
+  /** Generated frames for a scripted stream, in the route's format, whatever the request asked for. */
+  private streamFrames(
+    anthropic: boolean,
     body: unknown,
-    badJson: boolean,
     knobs: Knobs,
-    sentKey: string | undefined,
-  ): Answer {
-    switch (a.kind) {
-      case 'reset':
-      case 'stall':
-        return { t: a.kind };
-      case 'error': {
-        const model = isRecord(body) && typeof body.model === 'string' ? body.model : undefined;
-        const d = defaultError(a.status, model, sentKey);
-        const text =
-          a.body === undefined
-            ? errorBody({
-                message: a.message ?? d.message,
-                type: a.type ?? d.type,
-                param: a.param !== undefined ? a.param : d.param,
-                code: a.code !== undefined ? a.code : d.code,
-              })
-            : typeof a.body === 'string'
-              ? a.body
-              : JSON.stringify(a.body);
-        const headers = a.status === 429 ? { 'x-ratelimit-remaining-requests': '0' } : undefined;
-        return { t: 'body', status: a.status, body: text, headers: { ...headers, ...lowerKeys(a.headers) } };
-      }
-      case 'ok': {
-        if (a.body === undefined) {
-          const normal = this.route(method, path, body, badJson, knobs);
-          if (normal.t === 'body' || normal.t === 'stream') {
-            return { ...normal, status: a.status ?? normal.status, headers: lowerKeys(a.headers) };
-          }
-          return normal;
-        }
-        const text = typeof a.body === 'string' ? a.body : JSON.stringify(a.body);
-        return { t: 'body', status: a.status ?? 200, body: text, headers: lowerKeys(a.headers) };
-      }
-      case 'raw':
-        return { t: 'body', status: a.status ?? 200, body: a.text, headers: lowerKeys(a.headers) };
-      case 'stream': {
-        const b = isRecord(body) ? body : {};
-        let frames: string[];
-        if (a.events) {
-          frames = a.events.map((e) => `data: ${e}\n\n`);
-        } else {
-          const plan = planChat(b, { ...knobs, chunks: Math.min(a.chunks ?? knobs.chunks, MAX_CHUNKS) });
-          frames = renderChatStream(
-            plan,
-            randomId('chatcmpl-', 29),
-            Math.floor(Date.now() / 1000),
-            includeUsage(b),
-          );
-        }
-        return {
-          t: 'stream',
-          status: 200,
-          frames,
-          delayMs: a.chunkDelayMs ?? knobs.chunkDelayMs,
-          cutAfter: a.cutAfter,
-          stallAfter: a.stallAfter,
-          headers: lowerKeys(a.headers),
-        };
-      }
-    }
+    chunks: number | undefined,
+  ): string[] {
+    const b = isRecord(body) ? body : {};
+    const k = { ...knobs, chunks: Math.min(chunks ?? knobs.chunks, MAX_CHUNKS) };
+    if (anthropic) return renderMessagesStream(planMessages(b, k, this.promptCache), messageId());
+    return renderChatStream(
+      planChat(b, k),
+      randomId('chatcmpl-', 29),
+      Math.floor(Date.now() / 1000),
+      includeUsage(b),
+    );
   }
 
-  private headers(ctx: Ctx, contentType: string, extra: Extra): OutgoingHttpHeaders {
+  private headers(
+    ctx: Ctx,
+    contentType: string,
+    extra: Extra,
+    api: 'anthropic' | undefined,
+  ): OutgoingHttpHeaders {
+    if (api === 'anthropic') return anthropicHeaders(contentType, extra);
     const h: OutgoingHttpHeaders = {
       'content-type': contentType,
       'x-request-id': requestId(),
@@ -555,19 +526,22 @@ class FakeUpstreamServer extends EventEmitter<Events> implements FakeUpstream {
     return h;
   }
 
-  private sendBody(res: ServerResponse, ctx: Ctx, status: number, body: string, extra: Extra): void {
-    const h = this.headers(ctx, 'application/json', extra);
+  private sendBody(
+    res: ServerResponse,
+    ctx: Ctx,
+    status: number,
+    body: string,
+    extra: Extra,
+    api?: 'anthropic',
+  ): void {
+    const h = this.headers(ctx, 'application/json', extra, api);
     h['content-length'] = Buffer.byteLength(body);
     res.writeHead(status, h);
     res.end(body);
   }
 
-  private async sendStream(
-    res: ServerResponse,
-    ctx: Ctx,
-    a: Extract<Answer, { t: 'stream' }>,
-  ): Promise<void> {
-    const h = this.headers(ctx, 'text/event-stream; charset=utf-8', a.headers);
+  private async sendStream(res: ServerResponse, ctx: Ctx, a: StreamAnswer): Promise<void> {
+    const h = this.headers(ctx, 'text/event-stream; charset=utf-8', a.headers, a.api);
     h['cache-control'] = 'no-cache';
     res.writeHead(a.status, h);
     res.on('error', ignore);

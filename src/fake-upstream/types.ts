@@ -1,13 +1,17 @@
-// Public types of the fake OpenAI upstream: server options, the scripting vocabulary tests use to
-// inject failures, and the shape of what the server records. Kept apart from server.ts so that
-// tests and the demo can import types without pulling in the implementation.
+// Public types of the fake upstream (OpenAI, plus Anthropic's Messages API on /v1/messages): server
+// options, the scripting vocabulary tests use to inject failures, and the shape of what the server
+// records. Kept apart from server.ts so that tests and the demo can import types without pulling in
+// the implementation.
 
 export interface FakeUpstreamOptions {
   /** 0 (the default) picks a free port. */
   port?: number;
   /** Defaults to 127.0.0.1. */
   host?: string;
-  /** When set, every request must carry `Authorization: Bearer <apiKey>` or gets OpenAI's 401. */
+  /**
+   * When set, every request must carry `Authorization: Bearer <apiKey>` or gets OpenAI's 401;
+   * `/v1/messages` wants `x-api-key: <apiKey>` instead and answers Anthropic's 401.
+   */
   apiKey?: string;
   /** Delay before the response headers, for every answer. Default 0. */
   latencyMs?: number;
@@ -48,7 +52,11 @@ interface ScriptedBase {
   latencyMs?: number;
 }
 
-/** An OpenAI-style error. Unset message/type/code/param get OpenAI's defaults for the status. */
+/**
+ * An error in the shape of the route: OpenAI's `{"error":{...}}`, or on `/v1/messages` Anthropic's
+ * `{"type":"error","error":{"type","message"},"request_id"}` (there `code` and `param` are unused). Unset
+ * fields get the provider's usual values for the status.
+ */
 export interface ScriptedError extends ScriptedBase {
   kind: 'error';
   status: number;
@@ -88,11 +96,19 @@ export interface ScriptedRaw extends ScriptedBase {
   text: string;
 }
 
+/** One raw SSE event of `ScriptedStream.events`: `event: <event>\n` when set, then `data: <data>\n\n`. */
+export interface ScriptedEvent {
+  event?: string;
+  /** Strings as-is, anything else as JSON. */
+  data: unknown;
+}
+
 /**
- * A chat completion stream, whatever the request's `stream` flag. Frames are counted in `data:`
- * events including the final `[DONE]`; `cutAfter: k` closes the connection after k frames, `stallAfter: k`
- * stops after k frames and keeps the connection open. `events` replaces the generated frames with
- * these payloads (each sent as `data: X\n\n`; no `[DONE]` is added, include it if you want one).
+ * A stream in the route's format (chat completion chunks, or Anthropic's named events on
+ * `/v1/messages`), whatever the request's `stream` flag. Frames are counted in SSE events, including
+ * OpenAI's final `[DONE]`; `cutAfter: k` closes the connection after k frames, `stallAfter: k` stops
+ * after k frames and keeps the connection open. `events` replaces the generated frames with these
+ * events (a string is sent as `data: X\n\n`; no `[DONE]` is added, include it if you want one).
  */
 export interface ScriptedStream extends ScriptedBase {
   kind: 'stream';
@@ -100,14 +116,25 @@ export interface ScriptedStream extends ScriptedBase {
   chunkDelayMs?: number;
   cutAfter?: number;
   stallAfter?: number;
-  events?: string[];
+  events?: (string | ScriptedEvent)[];
+  /**
+   * After k frames, send a mid-stream error event and end the stream cleanly. Anthropic:
+   * `event: error` with `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`;
+   * OpenAI: `data: {"error":{...server_error...}}`. Counted as a frame by `cutAfter`/`stallAfter`.
+   */
+  errorAfter?: number;
+  /** Type and message of the `errorAfter` error. */
+  error?: { type?: string; message?: string };
   headers?: Record<string, string>;
 }
 
 export type ScriptedAnswer =
   ScriptedError | ScriptedReset | ScriptedStall | ScriptedOk | ScriptedRaw | ScriptedStream;
 
-/** Per-request overrides, from the body's `x_fake` object or `x-fake-*` headers. */
+/**
+ * Per-request overrides, from the body's `x_fake` object or `x-fake-*` headers (on `/v1/messages` only
+ * the headers: Anthropic's strict schema rejects unknown body fields, `x_fake` included).
+ */
 export interface FakeOverrides {
   latencyMs?: number;
   chunks?: number;
@@ -129,7 +156,7 @@ export interface FakeUpstream {
   readonly pendingScripts: number;
   /** Queue answers, consumed one per POST request, in order; afterwards normal behaviour resumes. */
   script(...answers: ScriptedAnswer[]): void;
-  /** Clears recorded requests, aborts and the script queue. */
+  /** Clears recorded requests, aborts, the script queue and the Anthropic prompt cache. */
   reset(): void;
   /**
    * Resolves with the time of the next client abort not yet returned by an earlier call (aborts that

@@ -1,6 +1,7 @@
 // The shapes every stage shares: the per-request context, the Outcome a stage returns, and
 // the Stage/Next signatures of the onion. Nothing here does work.
 import type { Logger } from 'pino';
+import type { TimeoutsConfig } from '../config/schema.js';
 import type { Team } from '../teams/registry.js';
 
 /** OpenAI's usage object; unknown fields (new details) are kept as they came. */
@@ -35,6 +36,8 @@ export interface Deployment {
   /** Prompt + output tokens the model accepts, when configured. */
   contextWindow?: number;
   maxOutputTokens?: number;
+  /** This deployment's own timeouts, overriding its provider's. */
+  timeouts?: Partial<TimeoutsConfig>;
 }
 
 export interface JsonOutcome {
@@ -83,6 +86,8 @@ export interface PipelineContext {
   /** The deployment that answered (or was last tried). */
   deployment: Deployment | undefined;
   attempts: number;
+  /** When all attempts together must be over (epoch ms); set by the attempts stage. */
+  deadlineAt: number | undefined;
 }
 
 export type Next = (ctx: PipelineContext) => Promise<Outcome>;

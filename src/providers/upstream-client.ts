@@ -12,6 +12,10 @@ export interface UpstreamRequest {
   body: Buffer | string;
   /** The client's signal: aborting it aborts the upstream request. */
   signal: AbortSignal;
+  /** Per-request overrides of the pool's timeouts (a deployment's own, the request deadline). */
+  firstByteMs?: number;
+  idleMs?: number;
+  totalMs?: number;
 }
 
 export interface UpstreamResponse {
@@ -57,7 +61,10 @@ export class UpstreamClient {
     const onClientAbort = (): void => controller.abort(new ClientAbortedError());
     if (req.signal.aborted) throw new ClientAbortedError();
     req.signal.addEventListener('abort', onClientAbort, { once: true });
-    const timer = setTimeout(() => controller.abort(TOTAL_TIMEOUT), this.provider.timeouts.totalMs);
+    const timer = setTimeout(
+      () => controller.abort(TOTAL_TIMEOUT),
+      req.totalMs ?? this.provider.timeouts.totalMs,
+    );
     const done = (): void => {
       clearTimeout(timer);
       req.signal.removeEventListener('abort', onClientAbort);
@@ -71,6 +78,8 @@ export class UpstreamClient {
         headers: req.headers,
         body: req.body,
         signal: controller.signal,
+        ...(req.firstByteMs !== undefined ? { headersTimeout: req.firstByteMs } : {}),
+        ...(req.idleMs !== undefined ? { bodyTimeout: req.idleMs } : {}),
       });
       return { statusCode: res.statusCode, headers: res.headers, body: res.body, done, mapError };
     } catch (err) {
@@ -107,6 +116,24 @@ export class UpstreamClient {
       default:
         return errors.upstreamUnavailable(name, code ?? 'request failed', err);
     }
+  }
+
+  /**
+   * The timeouts of one call to `target`: the deployment's own where set, and a total never
+   * beyond the request's overall deadline.
+   */
+  timeoutsFor(
+    target: { timeouts?: Partial<ProviderConfig['timeouts']> },
+    deadlineAt: number | undefined,
+  ): Pick<UpstreamRequest, 'firstByteMs' | 'idleMs' | 'totalMs'> {
+    const t = target.timeouts;
+    const total = t?.totalMs ?? this.provider.timeouts.totalMs;
+    const left = deadlineAt === undefined ? total : Math.max(1, deadlineAt - Date.now());
+    return {
+      ...(t?.firstByteMs !== undefined ? { firstByteMs: t.firstByteMs } : {}),
+      ...(t?.idleMs !== undefined ? { idleMs: t.idleMs } : {}),
+      totalMs: Math.min(total, left),
+    };
   }
 
   close(): Promise<void> {

@@ -83,6 +83,7 @@ async function run(
     candidates: [],
     deployment: undefined,
     attempts: 0,
+    deadlineAt: undefined,
   };
 
   let outcome: Outcome;

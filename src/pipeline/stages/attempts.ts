@@ -42,6 +42,7 @@ export function createAttemptsStage(deps: AttemptsDeps, routing: RoutingConfig, 
 
   return async function attemptsStage(ctx, next) {
     const deadline = Date.now() + routing.deadlineMs;
+    ctx.deadlineAt = deadline;
     const estimate = estimateTokens(ctx, limits);
     let soonestMs = Number.POSITIVE_INFINITY;
     let skippedForContext = 0;

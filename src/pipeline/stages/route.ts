@@ -100,5 +100,6 @@ function toDeployment(d: DeploymentConfig, model: string): Deployment {
     dep.prices = { inputPerMillion: d.prices.inputPerMillion, outputPerMillion: d.prices.outputPerMillion };
   if (d.contextWindow !== undefined) dep.contextWindow = d.contextWindow;
   if (d.maxOutputTokens !== undefined) dep.maxOutputTokens = d.maxOutputTokens;
+  if (d.timeouts) dep.timeouts = d.timeouts;
   return dep;
 }

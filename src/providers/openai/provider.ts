@@ -2,6 +2,7 @@
 // forwarded as received, rewriting only `model` (the deployment's upstream name) and, for
 // streams, forcing `stream_options.include_usage` so usage is known for every stream. The
 // response body is forwarded byte for byte; it is parsed only to read usage.
+import { DEFAULT_AZURE_API_VERSION } from '../../config/defaults.js';
 import type { ProviderConfig } from '../../config/schema.js';
 import { errors } from '../../errors.js';
 import type { Deployment, Outcome, PipelineContext } from '../../pipeline/types.js';
@@ -14,12 +15,31 @@ const ENDPOINT_PATHS = { chat: '/chat/completions', embeddings: '/embeddings' } 
 /** An error body bigger than this is cut: it is only read for its message. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 
+/**
+ * Azure OpenAI speaks the same wire format under another address and header: the deployment is
+ * in the path (`/openai/deployments/{name}/chat/completions?api-version=...`) and the key goes
+ * in `api-key` (https://learn.microsoft.com/azure/ai-services/openai/reference).
+ */
+function azurePath(apiVersion: string) {
+  return (endpoint: 'chat' | 'embeddings', target: Deployment): string =>
+    `/openai/deployments/${encodeURIComponent(target.model)}${ENDPOINT_PATHS[endpoint]}?api-version=${encodeURIComponent(apiVersion)}`;
+}
+
 export function createOpenAIProvider(config: ProviderConfig): Provider {
   const client = new UpstreamClient(config);
+  const azure = config.type === 'azure';
+  const pathFor = azure
+    ? azurePath(config.apiVersion ?? DEFAULT_AZURE_API_VERSION)
+    : (endpoint: 'chat' | 'embeddings'): string => ENDPOINT_PATHS[endpoint];
+  const auth: Record<string, string> = config.apiKey
+    ? azure
+      ? { 'api-key': config.apiKey }
+      : { authorization: `Bearer ${config.apiKey}` }
+    : {};
   const baseHeaders: Record<string, string> = {
     ...config.headers,
     'content-type': 'application/json',
-    ...(config.apiKey ? { authorization: `Bearer ${config.apiKey}` } : {}),
+    ...auth,
   };
 
   return {
@@ -28,10 +48,11 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
 
     async call(ctx: PipelineContext, target: Deployment): Promise<Outcome> {
       const res = await client.request({
-        path: ENDPOINT_PATHS[ctx.endpoint],
+        path: pathFor(ctx.endpoint, target),
         headers: baseHeaders,
         body: upstreamBody(ctx, target),
         signal: ctx.signal,
+        ...client.timeoutsFor(target, ctx.deadlineAt),
       });
 
       if (res.statusCode < 200 || res.statusCode >= 300) {
