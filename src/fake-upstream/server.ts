@@ -101,6 +101,7 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
+const AZURE_PATH = /^\/openai\/deployments\/[^/]+\/(chat\/completions|embeddings)$/;
 const MAX_CHUNKS = 100_000;
 
 // Static part of every response's headers; only the id and timing vary per request.
@@ -381,10 +382,17 @@ class FakeUpstreamServer extends EventEmitter<Events> implements FakeUpstream {
       this.emit('request', record);
     }
     const anthropic = ctx.path === MESSAGES_PATH;
+    // Azure OpenAI: the same bodies under /openai/deployments/{name}/..., key in `api-key`.
+    const azure = AZURE_PATH.exec(ctx.path);
+    const routePath = azure ? `/v1/${azure[1]}` : ctx.path;
     // Anthropic's strict schema would reject a body `x_fake`, so /v1/messages takes headers only.
     const knobs = this.knobs(req.headers, anthropic ? undefined : body);
     const apiKey = this.settings.apiKey;
-    const sentKey = anthropic ? firstHeader(req.headers['x-api-key']) : bearer(req.headers.authorization);
+    const sentKey = anthropic
+      ? firstHeader(req.headers['x-api-key'])
+      : azure
+        ? firstHeader(req.headers['api-key'])
+        : bearer(req.headers.authorization);
 
     let answer: Answer;
     let latencyMs = knobs.latencyMs;
@@ -402,10 +410,17 @@ class FakeUpstreamServer extends EventEmitter<Events> implements FakeUpstream {
             body,
             chunkDelayMs: knobs.chunkDelayMs,
             sentKey,
-            normal: () => this.route(req, ctx.path, body, badJson, knobs),
+            normal: () => this.route(req, routePath, body, badJson, knobs),
             streamFrames: (chunks) => this.streamFrames(anthropic, body, knobs, chunks),
           })
-        : this.route(req, ctx.path, body, badJson, knobs);
+        : azure && !/[?&]api-version=/.test(req.url ?? '')
+          ? this.error(404, {
+              message: 'Resource not found',
+              type: 'invalid_request_error',
+              param: null,
+              code: '404',
+            })
+          : this.route(req, routePath, body, badJson, knobs);
     }
 
     if (answer.t === 'stall') return;

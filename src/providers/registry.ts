@@ -15,11 +15,17 @@ export function createProviderRegistry(config: Pick<Config, 'providers'>): Provi
   for (const p of Object.values(config.providers)) {
     switch (p.type) {
       case 'openai':
+      case 'azure':
         providers.set(p.name, createOpenAIProvider(p));
         break;
       case 'anthropic':
         providers.set(p.name, createAnthropicProvider(p));
         break;
+      default: {
+        // A new provider type must be wired here: the compiler says so.
+        const unknown: never = p.type;
+        throw new Error(`unknown provider type ${String(unknown)}`);
+      }
     }
   }
   return {
