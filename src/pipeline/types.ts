@@ -38,6 +38,8 @@ export interface Deployment {
   maxOutputTokens?: number;
   /** This deployment's own timeouts, overriding its provider's. */
   timeouts?: Partial<TimeoutsConfig>;
+  /** A context-window fallback: tried only when an earlier candidate was too small. */
+  contextOnly?: boolean;
 }
 
 export interface JsonOutcome {

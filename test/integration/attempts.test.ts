@@ -48,6 +48,8 @@ describe('attempts: retries, fallbacks, cooldowns', () => {
         },
         tiny: { deployments: [{ provider: 'a', contextWindow: 20 }] },
         quota: { deployments: [{ provider: 'a', rpm: 1 }] },
+        ctx: { deployments: [{ provider: 'a' }], contextFallbacks: ['big-ctx'] },
+        'big-ctx': { deployments: [{ provider: 'b', contextWindow: 1_000_000 }] },
       },
       routing: {
         retry: { maxAttempts: 4, baseDelayMs: 10, maxDelayMs: 50, maxRetryAfterMs: 1000 },
@@ -147,6 +149,17 @@ describe('attempts: retries, fallbacks, cooldowns', () => {
     const body = (await none.json()) as { error: { code: string; param: string } };
     assert.equal(body.error.code, 'context_length_exceeded');
     assert.equal(a.requests.length, 0, 'no money spent');
+  });
+
+  it('moves to a context-window fallback when the upstream says the prompt is too long, and only then', async () => {
+    const normal = await post('ctx');
+    assert.equal(normal.headers.get('x-tollgate-model'), 'a/ctx');
+    assert.equal(b.requests.length, 0, 'a context fallback is not a general fallback');
+    a.script({ kind: 'error', status: 400, code: 'context_length_exceeded', param: 'messages' });
+    const res = await post('ctx');
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('x-tollgate-model'), 'b/big-ctx');
+    assert.equal(a.requests.length, 2);
   });
 
   it('answers 429 with the soonest recovery as Retry-After when every candidate is over its quota', async () => {

@@ -46,6 +46,9 @@ export function createAttemptsStage(deps: AttemptsDeps, routing: RoutingConfig, 
     const estimate = estimateTokens(ctx, limits);
     let soonestMs = Number.POSITIVE_INFINITY;
     let skippedForContext = 0;
+    // Tokens cover at most ~10 bytes in practice (English averages 4, code 3): a prompt above
+    // the window even at that rate cannot fit; between the two bounds the upstream decides.
+    const lowerBound = Math.ceil(ctx.rawBody.length / 10) + estimate.completion;
     let lastError: GatewayError | undefined;
     const tried = new Set<string>();
 
@@ -55,7 +58,8 @@ export function createAttemptsStage(deps: AttemptsDeps, routing: RoutingConfig, 
         soonestMs = Math.min(soonestMs, cooling);
         continue;
       }
-      if (dep.contextWindow !== undefined && estimate.total > dep.contextWindow) {
+      if (dep.contextOnly && skippedForContext === 0) continue;
+      if (dep.contextWindow !== undefined && lowerBound > dep.contextWindow) {
         skippedForContext += 1;
         continue;
       }
@@ -84,6 +88,12 @@ export function createAttemptsStage(deps: AttemptsDeps, routing: RoutingConfig, 
           if (err instanceof ClientAbortedError || ctx.signal.aborted) throw err;
           const ge = err instanceof GatewayError ? err : errors.internal(err);
           logAttempt(log, ctx, dep, ge.status, started, ge);
+          if (ge.code === 'context_length_exceeded') {
+            // Too long for this one: a larger window further down the list may still take it.
+            skippedForContext += 1;
+            lastError = ge;
+            break;
+          }
           if (!isRetryable(ge)) throw ge;
           lastError = ge;
           cooldowns.recordFailure(dep.id);
@@ -123,7 +133,8 @@ export function createAttemptsStage(deps: AttemptsDeps, routing: RoutingConfig, 
         });
       }
       if (skippedForContext > 0) {
-        throw errors.contextLengthExceeded(ctx.model, estimate.total);
+        if (lastError?.code === 'context_length_exceeded') throw withAttempts(lastError, ctx);
+        throw errors.contextLengthExceeded(ctx.model, lowerBound);
       }
       if (lastError) throw lastError;
       throw errors.upstreamTimeout(

@@ -16,6 +16,7 @@ interface Route {
   deployments: Deployment[];
   strategy: StrategyName;
   fallbacks: string[];
+  contextFallbacks: string[];
 }
 
 export function createRouteStage(
@@ -31,6 +32,7 @@ export function createRouteStage(
       deployments: m.deployments.map((d) => toDeployment(d, d.model ?? m.name)),
       strategy: m.strategy,
       fallbacks: m.fallbacks,
+      contextFallbacks: m.contextFallbacks,
     });
   }
   for (const a of Object.values(config.aliases)) {
@@ -38,6 +40,7 @@ export function createRouteStage(
       deployments: a.models.flatMap((m) => routes.get(m)?.deployments ?? []),
       strategy: a.strategy,
       fallbacks: [],
+      contextFallbacks: [],
     });
   }
   const wildcard = config.models['*'];
@@ -54,18 +57,22 @@ export function createRouteStage(
         deployments: wildcard.deployments.map((d) => toDeployment(d, d.model ?? target)),
         strategy: wildcard.strategy,
         fallbacks: wildcard.fallbacks,
+        contextFallbacks: wildcard.contextFallbacks,
       });
     if (!route) throw errors.modelNotFound(ctx.model);
     if (target !== ctx.model) ctx.logFields.route = target;
     let candidates = orderCandidates(route.deployments, route.strategy, stats, random);
-    for (const f of route.fallbacks) {
-      const fb = routes.get(f);
-      if (!fb) continue;
-      const seen = new Set(candidates.map((d) => d.id));
-      candidates = candidates.concat(
-        orderCandidates(fb.deployments, fb.strategy, stats, random).filter((d) => !seen.has(d.id)),
-      );
-    }
+    const append = (names: string[], contextOnly: boolean): void => {
+      for (const f of names) {
+        const fb = routes.get(f);
+        if (!fb) continue;
+        const seen = new Set(candidates.map((d) => d.id));
+        const more = orderCandidates(fb.deployments, fb.strategy, stats, random).filter((d) => !seen.has(d.id));
+        candidates = candidates.concat(contextOnly ? more.map((d) => ({ ...d, contextOnly: true })) : more);
+      }
+    };
+    append(route.fallbacks, false);
+    append(route.contextFallbacks, true);
     ctx.candidates = candidates;
     return next(ctx);
   };
