@@ -244,11 +244,15 @@ function configFromEnvironment(env: Env): FileShape {
       baseUrl: env.OPENAI_BASE_URL || DEFAULT_BASE_URLS.openai,
     };
   }
-  const first = Object.keys(providers)[0];
-  return {
-    providers,
-    models: first ? { '*': { deployments: [{ provider: first }] } } : {},
-  };
+  if (env.ANTHROPIC_API_KEY) {
+    providers.anthropic = { type: 'anthropic', apiKey: env.ANTHROPIC_API_KEY };
+  }
+  // Claude models by name to Anthropic; every other name to OpenAI (or to Anthropic alone).
+  const models: NonNullable<FileShape['models']> = {};
+  if (providers.anthropic && providers.openai) models['claude-*'] = { deployments: [{ provider: 'anthropic' }] };
+  const fallback = providers.openai ? 'openai' : providers.anthropic ? 'anthropic' : undefined;
+  if (fallback) models['*'] = { deployments: [{ provider: fallback }] };
+  return { providers, models };
 }
 
 function finish(file: FileShape, source: string, env: Env): Config {
@@ -291,7 +295,7 @@ function finish(file: FileShape, source: string, env: Env): Config {
       name,
       deployments: m.deployments.map((d) => ({
         provider: d.provider,
-        model: d.model ?? (name === '*' ? undefined : name),
+        model: d.model ?? (name.endsWith('*') ? undefined : name),
         rpm: d.rpm,
         tpm: d.tpm,
         weight: d.weight ?? 1,
@@ -330,7 +334,9 @@ function finish(file: FileShape, source: string, env: Env): Config {
     });
     aliases[name] = Object.freeze({ name, models: [...a.models], strategy: a.strategy ?? 'priority' });
   }
-  const routable = (n: string): boolean => Boolean(models[n] || aliases[n]);
+  const wildcards = Object.keys(models).filter((n) => n.endsWith('*'));
+  const routable = (n: string): boolean =>
+    Boolean(models[n] || aliases[n] || wildcards.some((w) => n.startsWith(w.slice(0, -1))));
   const routing: RoutingConfig = {
     rules: (file.routing?.rules ?? []).map((r, i) => {
       if (!routable(r.use))
@@ -367,12 +373,12 @@ function finish(file: FileShape, source: string, env: Env): Config {
     });
     const allowed = t.models ?? ['*'];
     allowed.forEach((m, mi) => {
-      if (m !== '*' && !routable(m) && !models['*']) {
+      if (m !== '*' && !routable(m)) {
         problems.push(`teams[${ti}].models[${mi}]: model '${m}' is not declared under models`);
       }
     });
     for (const m of Object.keys(t.limits?.models ?? {})) {
-      if (!models[m] && !models['*'])
+      if (!routable(m))
         problems.push(`teams[${ti}].limits.models.${m}: model '${m}' is not declared under models`);
     }
     const l = t.limits;

@@ -7,7 +7,7 @@ import { teamMayUse } from '../../teams/registry.js';
 export function registerModelsRoute(app: FastifyInstance, config: Config): void {
   const created = Math.floor(Date.now() / 1000);
   const all = Object.values(config.models)
-    .filter((m) => m.name !== '*')
+    .filter((m) => !m.name.endsWith('*'))
     .map((m) => ({
       id: m.name,
       object: 'model' as const,

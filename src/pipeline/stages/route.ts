@@ -27,7 +27,7 @@ export function createRouteStage(
   // Resolved once at start-up; only the wildcard route builds deployments per request.
   const routes = new Map<string, Route>();
   for (const m of Object.values(config.models)) {
-    if (m.name === '*') continue;
+    if (m.name.endsWith('*')) continue;
     routes.set(m.name, {
       deployments: m.deployments.map((d) => toDeployment(d, d.model ?? m.name)),
       strategy: m.strategy,
@@ -43,7 +43,11 @@ export function createRouteStage(
       contextFallbacks: [],
     });
   }
-  const wildcard = config.models['*'];
+  // Prefix routes, longest prefix first; '*' (the empty prefix) last.
+  const wildcards = Object.values(config.models)
+    .filter((m) => m.name.endsWith('*'))
+    .map((m) => ({ prefix: m.name.slice(0, -1), model: m }))
+    .sort((x, y) => y.prefix.length - x.prefix.length);
   const tiers = new Map(config.teams.map((t) => [t.name, t.tier]));
   const rules = config.routing.rules;
 
@@ -51,6 +55,7 @@ export function createRouteStage(
     if (!teamMayUse(ctx.team, ctx.model)) throw errors.modelNotFound(ctx.model);
     const target =
       rules.length > 0 ? (ruleTarget(rules, ctx, tiers.get(ctx.team.name)) ?? ctx.model) : ctx.model;
+    const wildcard = routes.has(target) ? undefined : wildcards.find((w) => target.startsWith(w.prefix))?.model;
     const route =
       routes.get(target) ??
       (wildcard && {

@@ -224,3 +224,19 @@ routing: { rules: [{ use: missing }] }
     assert.ok(problems.includes("routing.rules[0].use: 'missing' is neither a model nor an alias"));
   });
 });
+
+describe('zero config with several provider keys', () => {
+  it('routes claude-* to Anthropic and every other name to OpenAI', () => {
+    const c = loadConfig({ env: { OPENAI_API_KEY: 'sk-o', ANTHROPIC_API_KEY: 'sk-a' } });
+    assert.equal(c.providers.anthropic?.type, 'anthropic');
+    assert.equal(c.providers.anthropic?.baseUrl, 'https://api.anthropic.com/v1');
+    assert.equal(c.models['claude-*']?.deployments[0]?.provider, 'anthropic');
+    assert.equal(c.models['*']?.deployments[0]?.provider, 'openai');
+  });
+
+  it('sends everything to Anthropic when it is the only key', () => {
+    const c = loadConfig({ env: { ANTHROPIC_API_KEY: 'sk-a' } });
+    assert.equal(c.models['*']?.deployments[0]?.provider, 'anthropic');
+    assert.equal(c.models['claude-*'], undefined);
+  });
+});

@@ -132,6 +132,27 @@ teams:
   });
 });
 
+describe('prefix routes', () => {
+  it('picks the longest matching prefix, then the catch-all', async () => {
+    const c = parseConfig(
+      "providers: { o: { type: openai }, a: { type: openai } }\nmodels:\n  'claude-*': { deployments: [{ provider: a }] }\n  'claude-3-*': { deployments: [{ provider: o, model: legacy }] }\n  '*': { deployments: [{ provider: o }] }\n",
+      't',
+      {},
+    );
+    const pick = async (model: string) => {
+      let seen: PipelineContext | undefined;
+      await createRouteStage(c, new DeploymentStats())(ctxFor(model, team(['*'])), async (x) => {
+        seen = x;
+        return ok;
+      });
+      return seen!.candidates[0]!.id;
+    };
+    assert.equal(await pick('claude-sonnet-4-5'), 'a/claude-sonnet-4-5');
+    assert.equal(await pick('claude-3-haiku'), 'o/legacy');
+    assert.equal(await pick('gpt-4o'), 'o/gpt-4o');
+  });
+});
+
 describe('compose', () => {
   it('runs stages outermost first, each wrapping the next', async () => {
     const order: string[] = [];
