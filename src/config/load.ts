@@ -249,7 +249,8 @@ function configFromEnvironment(env: Env): FileShape {
   }
   // Claude models by name to Anthropic; every other name to OpenAI (or to Anthropic alone).
   const models: NonNullable<FileShape['models']> = {};
-  if (providers.anthropic && providers.openai) models['claude-*'] = { deployments: [{ provider: 'anthropic' }] };
+  if (providers.anthropic && providers.openai)
+    models['claude-*'] = { deployments: [{ provider: 'anthropic' }] };
   const fallback = providers.openai ? 'openai' : providers.anthropic ? 'anthropic' : undefined;
   if (fallback) models['*'] = { deployments: [{ provider: fallback }] };
   return { providers, models };

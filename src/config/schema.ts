@@ -355,7 +355,9 @@ export const configFileSchema = {
     models: {
       type: 'object',
       // A name ending in '*' is a prefix route ('claude-*'); '*' alone catches every other name.
-      propertyNames: { anyOf: [name, { type: 'string', pattern: '^([A-Za-z0-9][A-Za-z0-9_.:/-]{0,126})?\\*$' }] },
+      propertyNames: {
+        anyOf: [name, { type: 'string', pattern: '^([A-Za-z0-9][A-Za-z0-9_.:/-]{0,126})?\\*$' }],
+      },
       additionalProperties: {
         type: 'object',
         additionalProperties: false,

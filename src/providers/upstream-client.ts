@@ -144,3 +144,43 @@ export class UpstreamClient {
     return this.pool.destroy();
   }
 }
+
+/** An error body bigger than this is cut: it is only read for its message. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+
+/**
+ * Turns a non-2xx answer into the provider's mapped error (its body read up to 64 KiB, for the
+ * message); a 2xx passes.
+ */
+export async function rejectUnlessOk(
+  res: UpstreamResponse,
+  map: (status: number, headers: UpstreamResponse['headers'], bodyText: string) => UpstreamError,
+): Promise<void> {
+  if (res.statusCode >= 200 && res.statusCode < 300) return;
+  const text = await readText(res.body, MAX_ERROR_BODY_BYTES).catch(() => '');
+  res.done();
+  throw map(res.statusCode, res.headers, text);
+}
+
+/** A stream request must be answered with an event stream; anything else is unreadable here. */
+export async function expectEventStream(res: UpstreamResponse, providerName: string): Promise<void> {
+  const contentType = String(res.headers['content-type'] ?? '');
+  if (contentType.includes('text/event-stream')) return;
+  await res.body.dump().catch(() => undefined);
+  res.done();
+  throw errors.upstreamBadResponse(
+    providerName,
+    `expected an event stream, got '${contentType.slice(0, 60)}'`,
+  );
+}
+
+async function readText(body: AsyncIterable<Buffer>, limit: number): Promise<string> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    parts.push(chunk);
+    size += chunk.length;
+    if (size >= limit) break;
+  }
+  return Buffer.concat(parts).subarray(0, limit).toString('utf8');
+}

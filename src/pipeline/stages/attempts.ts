@@ -12,6 +12,7 @@ import type { LimitsConfig, RoutingConfig } from '../../config/schema.js';
 import { errors, GatewayError } from '../../errors.js';
 import { ClientAbortedError } from '../../providers/upstream-client.js';
 import type { Keys } from '../../stores/keys.js';
+import { abortableSleep } from '../sleep.js';
 import type { Store } from '../../stores/store.js';
 import { estimateTokens } from '../limits/estimate.js';
 import { formatDuration } from '../limits/headers.js';
@@ -223,19 +224,4 @@ function logAttempt(
     },
     'attempt',
   );
-}
-
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new ClientAbortedError());
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(new ClientAbortedError());
-    };
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -8,8 +8,8 @@
 import type { Logger } from 'pino';
 import type { LimitsConfig, RateLimitConfig, TeamConfig, TeamLimitsConfig } from '../../config/schema.js';
 import { errors, GatewayError } from '../../errors.js';
-import { ClientAbortedError } from '../../providers/upstream-client.js';
 import type { Keys } from '../../stores/keys.js';
+import { abortableSleep } from '../sleep.js';
 import type { Bucket, Store, Take, TakeResult } from '../../stores/store.js';
 import { estimateTokens } from '../limits/estimate.js';
 import { formatDuration, rateLimitHeaders, type LimitState } from '../limits/headers.js';
@@ -169,7 +169,7 @@ async function admit(
       const r = await store.take(takes);
       if (r.admitted) return r;
       if (Date.now() + r.retryAfterMs > deadline) throw overLimit(limits, takes, r);
-      await sleep(r.retryAfterMs, signal);
+      await abortableSleep(r.retryAfterMs, signal);
     }
   });
 }
@@ -195,22 +195,6 @@ async function refund(store: Store, takes: Take[], log: Logger, reqId: string): 
   } catch (err) {
     log.warn({ err, reqId }, 'refund failed');
   }
-}
-
-/** Waits ms, or rejects when the client leaves (it no longer needs a place in the queue). */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new ClientAbortedError());
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(new ClientAbortedError());
-    };
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** Runs tasks one after another in arrival order: a team's waiting requests are served FIFO. */

@@ -55,7 +55,9 @@ export function createRouteStage(
     if (!teamMayUse(ctx.team, ctx.model)) throw errors.modelNotFound(ctx.model);
     const target =
       rules.length > 0 ? (ruleTarget(rules, ctx, tiers.get(ctx.team.name)) ?? ctx.model) : ctx.model;
-    const wildcard = routes.has(target) ? undefined : wildcards.find((w) => target.startsWith(w.prefix))?.model;
+    const wildcard = routes.has(target)
+      ? undefined
+      : wildcards.find((w) => target.startsWith(w.prefix))?.model;
     const route =
       routes.get(target) ??
       (wildcard && {
@@ -72,7 +74,9 @@ export function createRouteStage(
         const fb = routes.get(f);
         if (!fb) continue;
         const seen = new Set(candidates.map((d) => d.id));
-        const more = orderCandidates(fb.deployments, fb.strategy, stats, random).filter((d) => !seen.has(d.id));
+        const more = orderCandidates(fb.deployments, fb.strategy, stats, random).filter(
+          (d) => !seen.has(d.id),
+        );
         candidates = candidates.concat(contextOnly ? more.map((d) => ({ ...d, contextOnly: true })) : more);
       }
     };

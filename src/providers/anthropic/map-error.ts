@@ -10,9 +10,8 @@
 // retry-after, retry-after-ms and x-should-retry pass through; messages are scrubbed.
 import type { IncomingHttpHeaders } from 'node:http';
 import { errors, UpstreamError } from '../../errors.js';
-import { retryAfterMs, scrub } from '../openai/map-error.js';
+import { passedRetryHeaders, retryAfterMs, scrub } from '../openai/map-error.js';
 
-const PASSED_HEADERS = ['retry-after', 'retry-after-ms', 'x-should-retry'] as const;
 const RETRYABLE = new Set([408, 409, 429]);
 
 /** The HTTP status Anthropic pairs with each error type (for `error` events inside a stream). */
@@ -44,12 +43,7 @@ export function mapAnthropicError(
   bodyText: string,
 ): UpstreamError {
   if (status === 401 || status === 403) return errors.upstreamAuthFailed(providerName, status);
-  const passed: Record<string, string> = {};
-  for (const h of PASSED_HEADERS) {
-    const v = headers[h];
-    const value = Array.isArray(v) ? v[0] : v;
-    if (value !== undefined && /^[\w .:,-]{1,64}$/.test(value)) passed[h] = value;
-  }
+  const passed = passedRetryHeaders(headers);
   const err = errorObject(bodyText);
   const upstreamMessage =
     typeof err?.message === 'string' && err.message.length > 0 ? err.message : undefined;

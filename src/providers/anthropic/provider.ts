@@ -9,7 +9,12 @@ import { errors } from '../../errors.js';
 import type { Chunk, Deployment, Outcome, PipelineContext, Usage } from '../../pipeline/types.js';
 import { SseParser } from '../sse/parse.js';
 import type { Provider } from '../types.js';
-import { UpstreamClient, type UpstreamResponse } from '../upstream-client.js';
+import {
+  expectEventStream,
+  rejectUnlessOk,
+  UpstreamClient,
+  type UpstreamResponse,
+} from '../upstream-client.js';
 import { mapAnthropicError } from './map-error.js';
 import { DEFAULT_MAX_TOKENS, translateRequest } from './translate-request.js';
 import { translateResponse } from './translate-response.js';
@@ -17,8 +22,6 @@ import { AnthropicStreamMapper } from './translate-stream.js';
 
 /** https://docs.anthropic.com/en/api/versioning; a `headers` entry in the config overrides it. */
 const ANTHROPIC_VERSION = '2023-06-01';
-/** An error body bigger than this is cut: it is only read for its message. */
-const MAX_ERROR_BODY_BYTES = 64 * 1024;
 
 export interface AnthropicProviderOptions {
   /** max_tokens for requests that set none (Anthropic requires it). Default 4096. */
@@ -63,24 +66,15 @@ export function createAnthropicProvider(
         headers,
         body: JSON.stringify(body),
         signal: ctx.signal,
+        ...client.timeoutsFor(target, ctx.deadlineAt),
       });
 
-      if (res.statusCode < 200 || res.statusCode >= 300) {
-        const text = await readText(res.body, MAX_ERROR_BODY_BYTES).catch(() => '');
-        res.done();
-        throw mapAnthropicError(config.name, config.apiKey, res.statusCode, res.headers, text);
-      }
+      await rejectUnlessOk(res, (status, headers, text) =>
+        mapAnthropicError(config.name, config.apiKey, status, headers, text),
+      );
 
       if (ctx.stream) {
-        const contentType = String(res.headers['content-type'] ?? '');
-        if (!contentType.includes('text/event-stream')) {
-          await res.body.dump().catch(() => undefined);
-          res.done();
-          throw errors.upstreamBadResponse(
-            config.name,
-            `expected an event stream, got '${contentType.slice(0, 60)}'`,
-          );
-        }
+        await expectEventStream(res, config.name);
         const mapper = new AnthropicStreamMapper({
           providerName: config.name,
           apiKey: config.apiKey,
@@ -154,15 +148,4 @@ function relayStream(
   }
 
   return { chunks: chunks(), usage };
-}
-
-async function readText(body: AsyncIterable<Buffer>, limit: number): Promise<string> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    parts.push(chunk);
-    size += chunk.length;
-    if (size >= limit) break;
-  }
-  return Buffer.concat(parts).subarray(0, limit).toString('utf8');
 }

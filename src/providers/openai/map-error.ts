@@ -18,12 +18,7 @@ export function mapUpstreamError(
   bodyText: string,
 ): UpstreamError {
   if (status === 401 || status === 403) return errors.upstreamAuthFailed(providerName, status);
-  const passed: Record<string, string> = {};
-  for (const h of PASSED_HEADERS) {
-    const v = headers[h];
-    const value = Array.isArray(v) ? v[0] : v;
-    if (value !== undefined && /^[\w .:,-]{1,64}$/.test(value)) passed[h] = value;
-  }
+  const passed = passedRetryHeaders(headers);
   let message = `The upstream provider '${providerName}' answered with status ${status}.`;
   let type = status >= 500 ? 'server_error' : 'invalid_request_error';
   let code: string | null = null;
@@ -50,6 +45,17 @@ export function mapUpstreamError(
     retryAfterMs: retryAfterMs(passed),
     headers: passed,
   });
+}
+
+/** The retry-steering headers a client may see from an upstream error, when their values are safe. */
+export function passedRetryHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+  const passed: Record<string, string> = {};
+  for (const h of PASSED_HEADERS) {
+    const v = headers[h];
+    const value = Array.isArray(v) ? v[0] : v;
+    if (value !== undefined && /^[\w .:,-]{1,64}$/.test(value)) passed[h] = value;
+  }
+  return passed;
 }
 
 function tryParse(text: string): Record<string, unknown> | undefined {

@@ -7,13 +7,11 @@ import type { ProviderConfig } from '../../config/schema.js';
 import { errors } from '../../errors.js';
 import type { Deployment, Outcome, PipelineContext } from '../../pipeline/types.js';
 import type { Provider } from '../types.js';
-import { UpstreamClient } from '../upstream-client.js';
+import { expectEventStream, rejectUnlessOk, UpstreamClient } from '../upstream-client.js';
 import { mapUpstreamError } from './map-error.js';
 import { isUsage, relayStream } from './usage-tap.js';
 
 const ENDPOINT_PATHS = { chat: '/chat/completions', embeddings: '/embeddings' } as const;
-/** An error body bigger than this is cut: it is only read for its message. */
-const MAX_ERROR_BODY_BYTES = 64 * 1024;
 
 /**
  * Azure OpenAI speaks the same wire format under another address and header: the deployment is
@@ -55,22 +53,12 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
         ...client.timeoutsFor(target, ctx.deadlineAt),
       });
 
-      if (res.statusCode < 200 || res.statusCode >= 300) {
-        const text = await readText(res.body, MAX_ERROR_BODY_BYTES).catch(() => '');
-        res.done();
-        throw mapUpstreamError(config.name, config.apiKey, res.statusCode, res.headers, text);
-      }
+      await rejectUnlessOk(res, (status, headers, text) =>
+        mapUpstreamError(config.name, config.apiKey, status, headers, text),
+      );
 
       if (ctx.stream) {
-        const contentType = String(res.headers['content-type'] ?? '');
-        if (!contentType.includes('text/event-stream')) {
-          await res.body.dump().catch(() => undefined);
-          res.done();
-          throw errors.upstreamBadResponse(
-            config.name,
-            `expected an event stream, got '${contentType.slice(0, 60)}'`,
-          );
-        }
+        await expectEventStream(res, config.name);
         const { chunks, usage } = relayStream(res, config.name, ctx.clientWantsUsage);
         return { kind: 'stream', status: 200, headers: {}, chunks, usage };
       }
@@ -108,15 +96,4 @@ function upstreamBody(ctx: PipelineContext, target: Deployment): Buffer | string
     out.stream_options = { ...(so !== null && typeof so === 'object' ? so : {}), include_usage: true };
   }
   return JSON.stringify(out);
-}
-
-async function readText(body: AsyncIterable<Buffer>, limit: number): Promise<string> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    parts.push(chunk);
-    size += chunk.length;
-    if (size >= limit) break;
-  }
-  return Buffer.concat(parts).subarray(0, limit).toString('utf8');
 }
