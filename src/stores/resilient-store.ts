@@ -41,6 +41,9 @@ export interface ResilientStoreOptions {
 
 export const DEFAULT_RECHECK_MS = 1_000;
 
+/** Failed calls in a row (connection up) that mark Redis unavailable for everyone. */
+export const FAILURES_TO_DEGRADE = 3;
+
 export class ResilientStore implements Store {
   readonly kind = 'redis' as const;
   private readonly redis: RedisStore;
@@ -51,6 +54,7 @@ export class ResilientStore implements Store {
   private readonly now: () => number;
   private readonly listeners = new Set<StoreStateListener>();
   private isDegraded = false;
+  private consecutiveFailures = 0;
   /** Counts degradations: a call that began before the latest one cannot vouch for recovery. */
   private epoch = 0;
   private recheckAt = 0;
@@ -159,9 +163,13 @@ export class ResilientStore implements Store {
     try {
       result = await withTimeout(viaRedis(), this.timeoutMs);
     } catch (err) {
-      this.markDegraded(err);
+      // One slow or failed call with the connection up (a load spike) fails that call alone;
+      // only a run of them means Redis is in trouble and flips the whole store.
+      this.consecutiveFailures += 1;
+      if (this.isDegraded || this.consecutiveFailures >= FAILURES_TO_DEGRADE) this.markDegraded(err);
       return fallback(err);
     }
+    this.consecutiveFailures = 0;
     if (epoch === this.epoch) this.markOk();
     return result;
   }

@@ -280,3 +280,28 @@ describe('ResilientStore through Redis outages', () => {
     );
   });
 });
+
+describe('ResilientStore under a single failing call', () => {
+  it('fails that call alone, and only a run of failures marks Redis unavailable', async () => {
+    const { redisUrl } = await import('./store.contract.js');
+    const client = createRedisClient({ url: redisUrl(), commandTimeoutMs: 100, connectTimeoutMs: 1000 });
+    await waitUntilReady(client);
+    const states: StoreState[] = [];
+    const store = new ResilientStore(new RedisStore(client), { policy: 'open' });
+    store.onStateChange((s) => states.push(s));
+    // 1. A key of the wrong type makes the take script fail in Redis (WRONGTYPE), connection up.
+    const key = createKeys(randomKeyPrefix()).teamBucket('wrong', 'rpm');
+    await client.set(key, 'not a hash');
+    const bucket: Bucket = { key, capacity: 10, refillPerSecond: 1 };
+    // 2. One failure: served locally, the store stays on Redis for everyone else.
+    assert.equal((await store.take([{ bucket, cost: 1 }])).admitted, true);
+    assert.equal(store.degraded, false);
+    // 3. A run of them: now Redis counts as unavailable.
+    await store.take([{ bucket, cost: 1 }]);
+    await store.take([{ bucket, cost: 1 }]);
+    assert.equal(store.degraded, true);
+    assert.deepEqual(states, ['degraded']);
+    await client.del(key);
+    await store.close();
+  });
+});
