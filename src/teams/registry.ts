@@ -24,6 +24,8 @@ export interface TeamRegistry {
 
 export const ANONYMOUS_TEAM_NAME = 'local';
 
+const RECENT_KEYS = 10_000;
+
 function toTeam(t: Pick<TeamConfig, 'name' | 'models'>): Team {
   return Object.freeze({
     name: t.name,
@@ -52,11 +54,20 @@ export function createTeamRegistry(config: {
     };
     return { anonymous: true, authenticate: () => local, teams: () => [local.team] };
   }
+  // Recently seen keys skip the hash: a bounded map, cleared when full (keys are few per team).
+  const recent = new Map<string, Principal | undefined>();
   return {
     anonymous: false,
     authenticate(presentedKey) {
       if (!presentedKey) return undefined;
-      return byHash.get(hashKey(presentedKey));
+      if (recent.has(presentedKey)) return recent.get(presentedKey);
+      const principal = byHash.get(hashKey(presentedKey));
+      // Unknown keys are not remembered: a flood of random keys must not evict the real ones.
+      if (principal) {
+        if (recent.size >= RECENT_KEYS) recent.clear();
+        recent.set(presentedKey, principal);
+      }
+      return principal;
     },
     teams: () => teams,
   };

@@ -172,11 +172,17 @@ describe('attempts: retries, fallbacks, cooldowns', () => {
     assert.equal(a.requests.length, 1);
   });
 
-  it('logs one line per attempt with the deployment, status and error class', async () => {
+  it('logs a line per failed attempt (deployment, status, error class); the request line carries the one that answered', async () => {
     a.script({ kind: 'error', status: 502 });
     await post('only-a-4');
-    const lines = gw.logs.lines.filter((l) => l.msg === 'attempt' && l.deployment === 'a/only-a-4');
-    assert.ok(lines.some((l) => l.status === 502 && l.errorClass !== undefined));
-    assert.ok(lines.some((l) => l.status === 200));
+    const lines = gw.logs.lines.filter((l) => l.msg === 'attempt failed' && l.deployment === 'a/only-a-4');
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]!.status, 502);
+    assert.equal(typeof lines[0]!.errorClass, 'string');
+    // The attempt that answered is described by the request's own line.
+    const request = await gw.logs.waitFor((l) => l.msg === 'request' && l.model === 'only-a-4');
+    assert.equal(request.deployment, 'a/only-a-4');
+    assert.equal(request.attempts, 2);
+    assert.equal(typeof request.attempt_ms, 'number');
   });
 });

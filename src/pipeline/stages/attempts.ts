@@ -79,8 +79,11 @@ export function createAttemptsStage(deps: AttemptsDeps, routing: RoutingConfig, 
         const ended = stats.start(dep.id);
         try {
           const outcome = await firstByte(await next(ctx));
-          stats.recordTtft(dep.id, performance.now() - started);
-          logAttempt(log, ctx, dep, outcome.status, started);
+          const ms = performance.now() - started;
+          stats.recordTtft(dep.id, ms);
+          // The answering attempt is described by the request's own line (deployment, status,
+          // attempts, attempt_ms); only failed attempts get lines of their own.
+          ctx.logFields.attempt_ms = Math.round(ms * 100) / 100;
           outcome.headers['x-tollgate-attempts'] = String(ctx.attempts);
           return settleAfter(outcome, quota.settle, ended);
         } catch (err) {
@@ -88,7 +91,7 @@ export function createAttemptsStage(deps: AttemptsDeps, routing: RoutingConfig, 
           quota.settle(0);
           if (err instanceof ClientAbortedError || ctx.signal.aborted) throw err;
           const ge = err instanceof GatewayError ? err : errors.internal(err);
-          logAttempt(log, ctx, dep, ge.status, started, ge);
+          logAttempt(log, ctx, dep, ge, started);
           if (ge.code === 'context_length_exceeded') {
             // Too long for this one: a larger window further down the list may still take it.
             skippedForContext += 1;
@@ -205,23 +208,23 @@ function withAttempts<E extends GatewayError>(e: E, ctx: PipelineContext): E {
   return e;
 }
 
+/** One line per failed attempt: which deployment, what it answered, how long it took. */
 function logAttempt(
   log: Logger,
   ctx: PipelineContext,
   dep: Deployment,
-  status: number,
+  err: GatewayError,
   started: number,
-  err?: GatewayError,
 ): void {
   log.info(
     {
       reqId: ctx.reqId,
       deployment: dep.id,
       attempt: ctx.attempts,
-      status,
+      status: (err as { upstreamStatus?: number }).upstreamStatus ?? err.status,
       ms: Math.round((performance.now() - started) * 100) / 100,
-      errorClass: err ? (err.code ?? `status_${err.status}`) : undefined,
+      errorClass: err.code ?? `status_${err.status}`,
     },
-    'attempt',
+    'attempt failed',
   );
 }
