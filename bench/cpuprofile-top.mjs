@@ -3,24 +3,34 @@
 // which is usually the quicker read of "what does a request cost us".
 //   node bench/cpuprofile-top.mjs --dir bench/out/run-.../profiles [--top 25]
 //   node bench/cpuprofile-top.mjs FILE.cpuprofile
+//   node bench/cpuprofile-top.mjs --dir DIR --callers writeUtf8String   (who calls it: self time
+//     of the functions whose name contains the text, by their nearest JavaScript callers)
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { positiveInt } from './lib.mjs';
 
 const { values, positionals } = parseArgs({
-  options: { dir: { type: 'string' }, top: { type: 'string', default: '25' } },
+  options: {
+    dir: { type: 'string' },
+    top: { type: 'string', default: '25' },
+    callers: { type: 'string' },
+    depth: { type: 'string', default: '3' },
+  },
   allowPositionals: true,
   strict: true,
 });
 const top = positiveInt('top', values.top);
+const depth = positiveInt('depth', values.depth);
 const files = [...positionals];
 if (values.dir) {
   for (const f of readdirSync(values.dir).sort())
     if (f.endsWith('.cpuprofile')) files.push(join(values.dir, f));
 }
 if (files.length === 0) {
-  process.stderr.write('usage: cpuprofile-top.mjs (--dir DIR | FILE.cpuprofile ...) [--top N]\n');
+  process.stderr.write(
+    'usage: cpuprofile-top.mjs (--dir DIR | FILE.cpuprofile ...) [--top N] [--callers TEXT [--depth N]]\n',
+  );
   process.exit(2);
 }
 
@@ -82,6 +92,7 @@ for (const file of files) {
     .slice(0, top)) {
     process.stdout.write(`  ${line(us, k)}\n`);
   }
+  if (values.callers) callers(prof, byId, selfUs, busy, line);
   process.stdout.write('\n  self time by area\n');
   for (const [k, us] of [...areas]
     .filter(([k]) => k !== '(idle)')
@@ -90,4 +101,35 @@ for (const file of files) {
     process.stdout.write(`  ${line(us, k)}\n`);
   }
   process.stdout.write('\n');
+}
+
+/**
+ * The self time of every function whose name contains --callers, grouped by the chain of its
+ * nearest --depth callers outside node core (native and node: frames are skipped), so that a
+ * native hot spot such as a socket write is charged to the code that asked for it.
+ */
+function callers(prof, byId, selfUs, busy, line) {
+  const parent = new Map();
+  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const chains = new Map();
+  let total = 0;
+  for (const [id, us] of selfUs) {
+    const n = byId.get(id);
+    if (!n || !(n.callFrame.functionName || '').includes(values.callers)) continue;
+    total += us;
+    const frames = [];
+    for (let p = parent.get(id); p !== undefined && frames.length < depth; p = parent.get(p)) {
+      const cf = byId.get(p)?.callFrame;
+      if (!cf?.url || cf.url.startsWith('node:')) continue;
+      frames.push(`${cf.functionName || '(anonymous)'} ${shortUrl(cf.url)}:${cf.lineNumber + 1}`);
+    }
+    const key = frames.join('  <  ') || '(no JavaScript caller)';
+    chains.set(key, (chains.get(key) ?? 0) + us);
+  }
+  process.stdout.write(
+    `\n  callers of '${values.callers}' (${((total / busy) * 100).toFixed(1)}% of busy time)\n`,
+  );
+  for (const [k, us] of [...chains].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+    process.stdout.write(`  ${line(us, k)}\n`);
+  }
 }

@@ -19,6 +19,42 @@ export function chatBody() {
 }
 
 /**
+ * A cacheable chat request (temperature 0) for the state suite. `tag` ends the user message, so
+ * a distinct tag per request makes every request a distinct cache entry (a miss), and one fixed
+ * tag makes every request after the first a hit. Same size as chatBody() give or take the tag.
+ */
+export function cacheableChatBody(tag) {
+  const [system, user] = CHAT_MESSAGES;
+  return JSON.stringify({
+    model: 'gpt-4o-mini',
+    messages: [system, { ...user, content: `${user.content} (ref ${tag})` }],
+    temperature: 0,
+  });
+}
+
+/**
+ * Request bodies a load generator can send (--body):
+ * - sampled: chatBody(), the same every time, temperature 0.2 (not cacheable: BYPASS); the default
+ * - unique:  cacheableChatBody() with a distinct tag per request: every request a cache miss
+ * - same:    cacheableChatBody() with one fixed tag: every request after the first a cache hit
+ */
+export const BODY_KINDS = ['sampled', 'unique', 'same'];
+
+/** The fixed tag of --body same: as long as a unique one (33 characters), so the bodies weigh alike. */
+export const SAME_TAG = 'same-body'.padEnd(33, '.');
+
+export function bodyKind(value) {
+  if (!BODY_KINDS.includes(value))
+    throw new Error(`--body must be one of ${BODY_KINDS.join(', ')}, got '${value}'`);
+  return value;
+}
+
+/** The x-tollgate-cache header values a load generator tallies (--count-cache). */
+export function cacheTally() {
+  return { HIT: 0, MISS: 0, BYPASS: 0, none: 0 };
+}
+
+/**
  * A streaming request. `x_fake` is read by the fake upstream and forwarded untouched by both
  * proxies (headers would not be: the gateway does not forward client headers upstream).
  */

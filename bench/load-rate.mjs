@@ -8,11 +8,26 @@
 // 500 req/s. Here request i is sent at start + i/rate whatever happened to the others, so a slow
 // target cannot slow the arrivals down (no coordinated omission) and queueing shows as latency.
 //   node bench/load-rate.mjs --url http://127.0.0.1:8080/v1/chat/completions --key KEY --rate 500
+//     [--body sampled|unique|same] [--count-cache]
+// --body and --count-cache as in load-saturation.mjs (a unique body: a 33-character tag per request).
 import { setTimeout } from 'node:timers';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import { chatBody, emit, loopbackUrl, nonNegativeInt, positiveInt, runMain, summarize } from './lib.mjs';
+import { randomBytes } from 'node:crypto';
+import {
+  bodyKind,
+  cacheableChatBody,
+  cacheTally,
+  chatBody,
+  emit,
+  loopbackUrl,
+  nonNegativeInt,
+  positiveInt,
+  runMain,
+  SAME_TAG,
+  summarize,
+} from './lib.mjs';
 
 runMain(async () => {
   const { values } = parseArgs({
@@ -23,6 +38,8 @@ runMain(async () => {
       duration: { type: 'string', default: '10' },
       'lead-in': { type: 'string', default: '1' },
       connections: { type: 'string', default: '64' },
+      body: { type: 'string', default: 'sampled' },
+      'count-cache': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -43,8 +60,17 @@ runMain(async () => {
   });
   const headers = { 'content-type': 'application/json' };
   if (values.key) headers.authorization = `Bearer ${values.key}`;
-  const body = chatBody();
+  const kind = bodyKind(values.body);
+  const countCache = values['count-cache'];
+  const fixedBody = kind === 'sampled' ? chatBody() : cacheableChatBody(SAME_TAG);
+  // A unique tag: this run's 16 random characters and a counter, 33 characters like autocannon's ids.
+  const runId = randomBytes(12).toString('base64url');
+  let seq = 0;
+  const nextBody = () =>
+    kind === 'unique' ? cacheableChatBody(`${runId}-${String(seq++).padStart(16, '0')}`) : fixedBody;
   const path = url.pathname;
+  const tally = cacheTally();
+  let allResponses = 0;
 
   const samples = [];
   const sendLag = [];
@@ -54,11 +80,17 @@ runMain(async () => {
   const firstError = { message: undefined };
 
   async function one(measured) {
+    const body = nextBody();
     const t0 = performance.now();
     try {
       const res = await pool.request({ method: 'POST', path, headers, body });
       const text = await res.body.text();
       const elapsed = performance.now() - t0;
+      allResponses++;
+      if (countCache && measured) {
+        const v = res.headers['x-tollgate-cache'];
+        tally[v === 'HIT' || v === 'MISS' || v === 'BYPASS' ? v : 'none']++;
+      }
       if (res.statusCode < 200 || res.statusCode >= 300) {
         if (measured) non2xx++;
         return;
@@ -83,6 +115,7 @@ runMain(async () => {
   const leadInCount = leadIn * rate;
   const total = leadInCount + duration * rate;
   const inFlight = new Set();
+  let cpu0;
   const start = performance.now();
   let sent = 0;
   await new Promise((resolve) => {
@@ -92,7 +125,10 @@ runMain(async () => {
       while (sent < total && start + sent * interval <= now) {
         const measured = sent >= leadInCount;
         // MARK lines let the orchestrator read the target's CPU time over the measured window.
-        if (sent === leadInCount) process.stderr.write('MARK start\n');
+        if (sent === leadInCount) {
+          process.stderr.write('MARK start\n');
+          cpu0 = process.cpuUsage();
+        }
         if (measured) sendLag.push(now - (start + sent * interval));
         const p = one(measured);
         inFlight.add(p);
@@ -105,6 +141,7 @@ runMain(async () => {
     tick();
   });
   const sendingS = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   process.stderr.write('MARK end\n');
 
   // Bounded wait for the stragglers: undici's own 10 s timeouts end each of them anyway.
@@ -129,5 +166,10 @@ runMain(async () => {
     non2xx,
     badBody,
     firstError: firstError.message,
+    body: kind,
+    allResponses,
+    // This process's own CPU over the measured window: the orchestrator accounts for the load core with it.
+    cpuS: Math.round((cpu.user + cpu.system) / 1e4) / 100,
+    ...(countCache ? { cache: tally } : {}),
   });
 });

@@ -11,6 +11,9 @@
 // per target on a fresh process.
 //
 //   node bench/run.mjs [--quick] [--only fake,bare,tollgate] [--streams N] [--profile]   (--help for all)
+//
+// `--suite state` runs another suite in the same harness instead: the cache and the limits on the
+// memory and Redis stores (bench/state.mjs), four tollgate configurations against each other.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
@@ -38,14 +41,20 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BENCH = join(ROOT, 'bench');
 const HOST = '127.0.0.1';
 const ALL_TARGETS = ['fake', 'bare', 'tollgate'];
+// The state suite's targets (bench/state.mjs): tollgate configurations.
+const STATE_TARGETS = ['nocache', 'cache', 'limits-mem', 'limits-redis'];
+const SUITES = ['default', 'state'];
 const TARGET_LABEL = { fake: 'fake direct', bare: 'bare proxy', tollgate: 'tollgate' };
 
 // The issue's targets, all relative to the bare proxy measured in the same run.
 const GOALS = { rpsRatio: 0.5, p99DeltaMs: 2, rssPerStreamKB: 64 };
 
 const USAGE = `usage: node bench/run.mjs [options]   (or: npm run bench -- [options])
+  --suite NAME          default (fake upstream vs bare proxy vs tollgate) or state (cache and limits,
+                        memory vs Redis store: see bench/README.md); default: default
   --quick               short phases (1 s warm-up, 3 s saturation, 3 s fixed rate); figures are indicative only
   --only LIST           targets, comma-separated from: ${ALL_TARGETS.join(',')} (default: all)
+                        with --suite state: ${STATE_TARGETS.join(',')}
   --duration S          seconds of each measured load phase (default 10, --quick 3)
   --rounds N            interleaved rounds of the saturation and fixed-rate phases (default 3, --quick 1)
   --connections C       autocannon connections for saturation (default 64)
@@ -59,6 +68,16 @@ const USAGE = `usage: node bench/run.mjs [options]   (or: npm run bench -- [opti
   --quiet-wait S        before each phase, wait up to S seconds for both cores to be idle (default 60)
   --profile             run tollgate under --cpu-prof and print its top self-time functions
   --no-pin              do not use taskset (figures are then not comparable with RESULTS.md)
+  --redis-url URL       --suite state: the Redis of the limits-redis target, on 127.0.0.1
+                        (default redis://127.0.0.1:6379); the bench's keys go under a random
+                        prefix tg:bench:<hex>: and are deleted at the end
+  --retries N           --suite state: measure a phase again, up to N times, when other processes
+                        used > 10% of either core (or steal > 5%) while it ran (default 2)
+  --phases LIST         --suite state: from miss,hit,rate,probe (default: all), e.g. --only cache
+                        --phases hit --profile profiles the hit path alone
+  --trace-gc            --suite state: run tollgate with --trace-gc and report its GC pauses per phase
+  --lead-in S           --suite state: unmeasured seconds at the start of each fixed-rate phase
+                        (default 5, --quick 1): a target idle for a minute needs ~3 s to warm again
 `;
 
 const opts = (() => {
@@ -93,6 +112,12 @@ function parseOptions() {
       rounds: { type: 'string' },
       profile: { type: 'boolean', default: false },
       'no-pin': { type: 'boolean', default: false },
+      suite: { type: 'string', default: 'default' },
+      'redis-url': { type: 'string', default: 'redis://127.0.0.1:6379' },
+      retries: { type: 'string', default: '2' },
+      phases: { type: 'string', default: 'miss,hit,rate,probe' },
+      'trace-gc': { type: 'boolean', default: false },
+      'lead-in': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -101,12 +126,25 @@ function parseOptions() {
     process.stdout.write(USAGE);
     process.exit(0);
   }
-  const only = values.only ? values.only.split(',').map((s) => s.trim()) : ALL_TARGETS;
-  for (const t of only) if (!ALL_TARGETS.includes(t)) throw new Error(`--only: unknown target '${t}'`);
+  if (!SUITES.includes(values.suite)) throw new Error(`--suite: unknown suite '${values.suite}'`);
+  for (const p of values.phases.split(',')) {
+    if (!['miss', 'hit', 'rate', 'probe'].includes(p.trim()))
+      throw new Error(`--phases: unknown phase '${p}'`);
+  }
+  const known = values.suite === 'state' ? STATE_TARGETS : ALL_TARGETS;
+  const only = values.only ? values.only.split(',').map((s) => s.trim()) : known;
+  for (const t of only) if (!known.includes(t)) throw new Error(`--only: unknown target '${t}'`);
   const quick = values.quick;
   return {
+    suite: values.suite,
+    redisUrl: values['redis-url'],
+    retries: nonNegativeInt('retries', values.retries),
+    phases: values.phases.split(',').map((s) => s.trim()),
+    traceGc: values['trace-gc'],
+    // The fixed-rate phase's unmeasured first seconds (state suite; the default suite keeps 1 s).
+    leadIn: values['lead-in'] ? positiveInt('lead-in', values['lead-in']) : quick ? 1 : 5,
     quick,
-    targets: ALL_TARGETS.filter((t) => only.includes(t)),
+    targets: known.filter((t) => only.includes(t)),
     duration: values.duration ? positiveInt('duration', values.duration) : quick ? 3 : 10,
     warmup: quick ? 1 : 2,
     rounds: values.rounds ? positiveInt('rounds', values.rounds) : quick ? 1 : 3,
@@ -957,13 +995,49 @@ function report(results, checks, warnings, m) {
   log(`\nmachine: ${m.nproc} cores, ${m.cpuModel}, ${m.memGB} GB RAM, node ${m.node}`);
 }
 
-function summarizeProfiles(runDir) {
-  const dir = join(runDir, 'profiles-http');
+function summarizeProfiles(dir, title = 'tollgate CPU profile over phases a and b') {
   if (!existsSync(dir)) return;
   const r = spawnSync(process.execPath, [join(BENCH, 'cpuprofile-top.mjs'), '--dir', dir, '--top', '25'], {
     encoding: 'utf8',
   });
-  log(`\n## tollgate CPU profile over phases a and b (self time)\n\n${r.stdout}${r.stderr}`);
+  log(`\n## ${title} (self time)\n\n${r.stdout}${r.stderr}`);
+}
+
+/** What bench/state.mjs runs on: this script's options, processes, meters and report helpers. */
+function harness(fields) {
+  return {
+    ...fields,
+    opts,
+    ROOT,
+    BENCH,
+    HOST,
+    LOAD_SLACK_MS,
+    CLK_TCK,
+    printed,
+    rel: (path) => path.slice(ROOT.length + 1),
+    log,
+    table,
+    flags,
+    spawnNode,
+    stderrTail,
+    stopChild,
+    freePort,
+    waitHttpOk,
+    procStatus,
+    procTicks,
+    runLoad,
+    cpuMeter,
+    waitQuiet,
+    summarizeSaturation,
+    summarizeRate,
+    summarizeProfiles,
+    median,
+    sum,
+    round,
+    fmt,
+    signed,
+    pct,
+  };
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -979,6 +1053,12 @@ async function main() {
   tmp = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
 
   const command = `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trimEnd();
+  if (opts.suite === 'state') {
+    const { runStateSuite } = await import('./state.mjs');
+    await runStateSuite(harness({ machine: m, started, stamp, command, outDir, runDir, tmp }));
+    rmSync(tmp, { recursive: true, force: true });
+    return;
+  }
   log('# tollgate bench\n');
   log(`date:     ${started.toISOString()}`);
   log(
@@ -1033,7 +1113,7 @@ async function main() {
   writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
   log(`\nresults:  ${file.slice(ROOT.length + 1)}`);
   log(`logs:     ${runDir.slice(ROOT.length + 1)}/`);
-  if (opts.profile) summarizeProfiles(runDir);
+  if (opts.profile) summarizeProfiles(join(runDir, 'profiles-http'));
   writeFileSync(join(runDir, 'report.md'), `${printed.join('\n')}\n`);
   rmSync(tmp, { recursive: true, force: true });
   // A missed target fails the command, so the bench can gate a CI job.
