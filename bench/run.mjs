@@ -78,6 +78,8 @@ const USAGE = `usage: node bench/run.mjs [options]   (or: npm run bench -- [opti
   --trace-gc            --suite state: run tollgate with --trace-gc and report its GC pauses per phase
   --lead-in S           --suite state: unmeasured seconds at the start of each fixed-rate phase
                         (default 5, --quick 1): a target idle for a minute needs ~3 s to warm again
+  --memory-cache-mb N   --suite state: store.memoryCacheMaxBytes of the memory-store targets (default:
+                        the gateway's, 64 MB); a diagnostic, figures are then not the defaults'
 `;
 
 const opts = (() => {
@@ -118,6 +120,7 @@ function parseOptions() {
       phases: { type: 'string', default: 'miss,hit,rate,probe' },
       'trace-gc': { type: 'boolean', default: false },
       'lead-in': { type: 'string' },
+      'memory-cache-mb': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -141,6 +144,9 @@ function parseOptions() {
     retries: nonNegativeInt('retries', values.retries),
     phases: values.phases.split(',').map((s) => s.trim()),
     traceGc: values['trace-gc'],
+    memoryCacheMb: values['memory-cache-mb']
+      ? positiveInt('memory-cache-mb', values['memory-cache-mb'])
+      : null,
     // The fixed-rate phase's unmeasured first seconds (state suite; the default suite keeps 1 s).
     leadIn: values['lead-in'] ? positiveInt('lead-in', values['lead-in']) : quick ? 1 : 5,
     quick,
