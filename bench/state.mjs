@@ -927,10 +927,20 @@ async function probe(h, t, fake, redis, prefix, key) {
       .filter((e) => e.source !== 'lua' && e.args.some((a) => a.startsWith(prefix)))
       .map((e) => e.source),
   );
+  // A request's own calls name its cache entry or its team's buckets; the gateway's background
+  // calls (the deployment cooldowns it refreshes every second, say) name neither.
+  const perRequestKey = (e) =>
+    e.args.some((a) => a.startsWith(`${prefix}v1:cache:`) || a.startsWith(`${prefix}v1:bucket:{t:`));
+  const background = {};
+  for (const e of events.slice(0, end)) {
+    if (e.source === 'lua' || !own.has(e.source) || perRequestKey(e)) continue;
+    const c = (e.args[0] ?? '').toLowerCase();
+    background[c] = (background[c] ?? 0) + 1;
+  }
   const count = (from, to, lua) => {
     const out = {};
     for (const e of events.slice(from, to)) {
-      if (lua ? e.source !== 'lua' : !own.has(e.source)) continue;
+      if (lua ? e.source !== 'lua' : !own.has(e.source) || !perRequestKey(e)) continue;
       const c = (e.args[0] ?? '').toLowerCase();
       out[c] = (out[c] ?? 0) + 1;
     }
@@ -954,6 +964,8 @@ async function probe(h, t, fake, redis, prefix, key) {
     beforeTotal: sumValues(before),
     afterTotal: sumValues(after),
     foreignCommands: foreign,
+    /** The gateway's calls that belong to no request, over the whole probe (not per request). */
+    background,
   };
   result.valid = arrived >= n && answeredAtCut === 0 && result.ok === n;
   h.log(
@@ -1305,7 +1317,11 @@ function report(h, results, checks, warnings, notes) {
     );
     log(
       `\n${pr.arrivedAtUpstream}/${pr.requests} at the fake when cut, ${pr.answeredAtCut} answered by then, ` +
-        `${pr.ok} answered 200 MISS; ${pr.connections} gateway connection(s) to Redis${pr.valid ? '' : ': INVALID probe'}.`,
+        `${pr.ok} answered 200 MISS; ${pr.connections} gateway connection(s) to Redis` +
+        (Object.keys(pr.background).length
+          ? `; background calls of the gateway over the probe, not counted: ${fmtPer(pr.background, 0)}`
+          : '') +
+        `${pr.valid ? '' : ': INVALID probe'}.`,
     );
   }
 
