@@ -20,11 +20,27 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       level,
       base: { pid: process.pid },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTimeMemo,
       formatters: { level: (label) => ({ level: label }) },
     },
     destination ?? batchedStdout(),
   );
+}
+
+let memoMs = -1;
+let memo = '';
+
+/**
+ * pino's isoTime, formatted once per millisecond: at thousands of lines a second most lines share
+ * their millisecond, and `toISOString` was 2% of the gateway's CPU on the cache-hit path.
+ */
+export function isoTimeMemo(): string {
+  const now = Date.now();
+  if (now !== memoMs) {
+    memoMs = now;
+    memo = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return memo;
 }
 
 /** How long a log line may wait in the buffer before it is written. */
