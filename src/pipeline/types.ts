@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import type { TimeoutsConfig } from '../config/schema.js';
 import type { Team } from '../teams/registry.js';
+import type { Cancellation } from './abort.js';
 
 /** OpenAI's usage object; unknown fields (new details) are kept as they came. */
 export interface Usage {
@@ -81,7 +82,7 @@ export interface PipelineContext {
   /** Extra fields for the request's log line (cache status, savings, limits, ...). */
   readonly logFields: Record<string, unknown>;
   /** Fires when the client goes away (or the gateway shuts down hard). */
-  readonly signal: AbortSignal;
+  readonly signal: Cancellation;
   readonly log: Logger;
   /** Filled by the route stage. */
   candidates: Deployment[];

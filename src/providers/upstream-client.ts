@@ -1,8 +1,9 @@
 // One undici Pool per upstream origin, made at start-up, with keep-alive and the provider's
 // timeouts: connect (connect.timeout), first byte (headersTimeout), idle between body chunks
-// (bodyTimeout) and a total deadline enforced here with an AbortController, which also
-// carries the client's own abort so a departed client stops the upstream request at once.
+// (bodyTimeout) and a total deadline enforced here with a Canceller (undici's `signal`), which
+// also carries the client's own abort so a departed client stops the upstream request at once.
 import { Pool, type Dispatcher } from 'undici';
+import { Canceller, onAbort, type Cancellation } from '../pipeline/abort.js';
 import type { ProviderConfig } from '../config/schema.js';
 import { errors, UpstreamError } from '../errors.js';
 
@@ -11,7 +12,7 @@ export interface UpstreamRequest {
   headers: Record<string, string>;
   body: Buffer | string;
   /** The client's signal: aborting it aborts the upstream request. */
-  signal: AbortSignal;
+  signal: Cancellation;
   /** Per-request overrides of the pool's timeouts (a deployment's own, the request deadline). */
   firstByteMs?: number;
   idleMs?: number;
@@ -57,27 +58,25 @@ export class UpstreamClient {
   }
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
-    const controller = new AbortController();
-    const onClientAbort = (): void => controller.abort(new ClientAbortedError());
     if (req.signal.aborted) throw new ClientAbortedError();
-    req.signal.addEventListener('abort', onClientAbort, { once: true });
+    const controller = new Canceller();
+    const stopWatching = onAbort(req.signal, () => controller.abort(new ClientAbortedError()));
     const timer = setTimeout(
       () => controller.abort(TOTAL_TIMEOUT),
       req.totalMs ?? this.provider.timeouts.totalMs,
     );
     const done = (): void => {
       clearTimeout(timer);
-      req.signal.removeEventListener('abort', onClientAbort);
+      stopWatching();
     };
-    const mapError = (err: unknown): UpstreamError | ClientAbortedError =>
-      this.mapError(err, controller.signal);
+    const mapError = (err: unknown): UpstreamError | ClientAbortedError => this.mapError(err, controller);
     try {
       const res = await this.pool.request({
         method: 'POST',
         path: this.basePath + req.path,
         headers: req.headers,
         body: req.body,
-        signal: controller.signal,
+        signal: controller,
         ...(req.firstByteMs !== undefined ? { headersTimeout: req.firstByteMs } : {}),
         ...(req.idleMs !== undefined ? { bodyTimeout: req.idleMs } : {}),
       });
@@ -88,7 +87,7 @@ export class UpstreamClient {
     }
   }
 
-  private mapError(err: unknown, signal: AbortSignal): UpstreamError | ClientAbortedError {
+  private mapError(err: unknown, signal: Cancellation): UpstreamError | ClientAbortedError {
     if (err instanceof UpstreamError || err instanceof ClientAbortedError) return err;
     const name = this.provider.name;
     if (signal.aborted) {

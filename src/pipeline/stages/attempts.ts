@@ -21,6 +21,7 @@ import type { Cooldowns } from '../routing/cooldown.js';
 import { reserveQuota } from '../routing/quota.js';
 import type { DeploymentStats } from '../routing/stats.js';
 import type { Chunk, Deployment, Outcome, PipelineContext, Stage } from '../types.js';
+import type { Cancellation } from '../abort.js';
 
 export interface AttemptsDeps {
   store: Store;
@@ -29,7 +30,7 @@ export interface AttemptsDeps {
   cooldowns: Cooldowns;
   stats: DeploymentStats;
   random?: () => number;
-  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+  sleep?: (ms: number, signal: Cancellation) => Promise<void>;
 }
 
 /** Tries on one deployment before moving to the next candidate. */

@@ -21,6 +21,7 @@ import type {
   StreamOutcome,
   Usage,
 } from '../types.js';
+import { onAbort, type Cancellation } from '../abort.js';
 
 export interface CacheOptions {
   /** Seconds to keep an entry for this team and model; undefined = caching off for them. */
@@ -332,18 +333,17 @@ async function* replayChunks(completion: ChatCompletion, includeUsage: boolean):
 }
 
 /** The promise's value, or a ClientAbortedError as soon as the client goes away. */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+function untilAborted<T>(p: Promise<T>, signal: Cancellation): Promise<T> {
   if (signal.aborted) return Promise.reject(new ClientAbortedError());
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new ClientAbortedError());
-    signal.addEventListener('abort', onAbort, { once: true });
+    const stop = onAbort(signal, () => reject(new ClientAbortedError()));
     p.then(
       (v) => {
-        signal.removeEventListener('abort', onAbort);
+        stop();
         resolve(v);
       },
       (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
+        stop();
         reject(err instanceof Error ? err : new Error(String(err)));
       },
     );

@@ -15,6 +15,7 @@ import { estimateTokens } from '../limits/estimate.js';
 import { formatDuration, rateLimitHeaders, type LimitState } from '../limits/headers.js';
 import { withReconcile } from '../limits/reconcile.js';
 import type { PipelineContext, Stage } from '../types.js';
+import type { Cancellation } from '../abort.js';
 
 export interface LimitsDeps {
   store: Store;
@@ -153,7 +154,7 @@ async function admit(
   limits: Limit[],
   maxWaitMs: number,
   queue: TeamQueue,
-  signal: AbortSignal,
+  signal: Cancellation,
 ): Promise<TakeResult> {
   if (takes.length === 0) return { admitted: true, buckets: [], retryAfterMs: 0, limiting: -1 };
   if (queue.size === 0) {

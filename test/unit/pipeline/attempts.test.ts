@@ -8,6 +8,7 @@ import type { Deployment, Outcome, PipelineContext } from '../../../src/pipeline
 import { createKeys } from '../../../src/stores/keys.js';
 import { MemoryStore } from '../../../src/stores/memory-store.js';
 import { createLogSink } from '../../helpers/log-sink.js';
+import { Canceller } from '../../../src/pipeline/abort.js';
 
 const ROUTING = {
   rules: [],
@@ -51,7 +52,7 @@ const ctx = (candidates: Deployment[]): PipelineContext =>
     deployment: undefined,
     attempts: 0,
     logFields: {},
-    signal: new AbortController().signal,
+    signal: new Canceller(),
   }) as unknown as PipelineContext;
 
 const ok: Outcome = { kind: 'json', status: 200, headers: {}, body: {}, usage: undefined };

@@ -22,6 +22,7 @@ import { createKeys } from '../../../src/stores/keys.js';
 import { MemoryStore } from '../../../src/stores/memory-store.js';
 import { StoreUnavailableError, type Store } from '../../../src/stores/store.js';
 import { createLogSink } from '../../helpers/log-sink.js';
+import { Canceller } from '../../../src/pipeline/abort.js';
 
 const KNOBS: ChatKnobs = { chunks: 6, parallelTools: true };
 const TOOLS = [
@@ -49,7 +50,7 @@ function ctxFor(
     team?: string;
     endpoint?: Endpoint;
     headers?: Record<string, string>;
-    signal?: AbortSignal;
+    signal?: Canceller;
   } = {},
 ): PipelineContext {
   const stream = body.stream === true;
@@ -66,7 +67,7 @@ function ctxFor(
       (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true,
     headers: over.headers ?? {},
     logFields: {},
-    signal: over.signal ?? new AbortController().signal,
+    signal: over.signal ?? new Canceller(),
     log: createLogSink().log,
     candidates: [],
     deployment: undefined,
@@ -653,10 +654,10 @@ describe('cache stage: single flight', () => {
     });
     const leader = stage(ctxFor(chat()), next);
     await settle();
-    const abort = new AbortController();
-    const follower = stage(ctxFor(chat(), { signal: abort.signal }), next);
+    const abort = new Canceller();
+    const follower = stage(ctxFor(chat(), { signal: abort }), next);
     await settle();
-    abort.abort();
+    abort.abort(new ClientAbortedError());
     await assert.rejects(follower, (e) => e instanceof ClientAbortedError);
     release();
     assert.equal((await leader).headers['x-tollgate-cache'], 'MISS');

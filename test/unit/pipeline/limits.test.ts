@@ -8,6 +8,7 @@ import type { Chunk, Outcome, PipelineContext, StreamOutcome, Usage } from '../.
 import { createKeys } from '../../../src/stores/keys.js';
 import { MemoryStore } from '../../../src/stores/memory-store.js';
 import { createLogSink } from '../../helpers/log-sink.js';
+import { Canceller } from '../../../src/pipeline/abort.js';
 
 const LIMITS = { bytesPerToken: 3, expectedCompletionTokens: 100 };
 
@@ -25,7 +26,7 @@ function teamLimits(l: Partial<TeamLimitsConfig>): TeamLimitsConfig {
 
 let n = 0;
 function ctx(
-  over: { body?: Record<string, unknown>; keyId?: string; model?: string; signal?: AbortSignal } = {},
+  over: { body?: Record<string, unknown>; keyId?: string; model?: string; signal?: Canceller } = {},
 ) {
   const body = over.body ?? { model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 10 };
   const rawBody = Buffer.from(JSON.stringify(body));
@@ -41,7 +42,7 @@ function ctx(
     clientWantsUsage: false,
     headers: {},
     logFields: {},
-    signal: over.signal ?? new AbortController().signal,
+    signal: over.signal ?? new Canceller(),
     log: createLogSink().log,
     candidates: [],
     deployment: undefined,

@@ -10,6 +10,7 @@ import { GatewayError, UpstreamError } from '../../../../src/errors.js';
 import { createAnthropicProvider } from '../../../../src/providers/anthropic/provider.js';
 import type { PipelineContext, StreamOutcome } from '../../../../src/pipeline/types.js';
 import type { Provider } from '../../../../src/providers/types.js';
+import { Canceller } from '../../../../src/pipeline/abort.js';
 
 const fixture = (name: string): string =>
   readFileSync(new URL(`../../../../src/providers/anthropic/fixtures/${name}`, import.meta.url), 'utf8');
@@ -46,7 +47,7 @@ function ctx(body: Record<string, unknown>, over: Partial<PipelineContext> = {})
     clientWantsUsage: false,
     headers: {},
     logFields: {},
-    signal: new AbortController().signal,
+    signal: new Canceller(),
     candidates: [],
     deployment: undefined,
     attempts: 0,
