@@ -36,13 +36,13 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { chatBody, nonNegativeInt, positiveInt, streamBody } from './lib.mjs';
+import { STATE_TARGETS } from './state.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BENCH = join(ROOT, 'bench');
 const HOST = '127.0.0.1';
 const ALL_TARGETS = ['fake', 'bare', 'tollgate'];
 // The state suite's targets (bench/state.mjs): tollgate configurations.
-const STATE_TARGETS = ['nocache', 'cache', 'limits-mem', 'limits-redis'];
 const SUITES = ['default', 'state'];
 const TARGET_LABEL = { fake: 'fake direct', bare: 'bare proxy', tollgate: 'tollgate' };
 

@@ -6,6 +6,9 @@
 //   cache         memory store, no limits, cache on
 //   limits-mem    memory store, limits on (RPM + TPM, never rejecting), cache on
 //   limits-redis  Redis store,  limits on (RPM + TPM, never rejecting), cache on
+//   routing       as nocache, but the model is a group of three deployments chosen by lowest
+//                 latency, with a fallback model, retries and a header rule that never matches:
+//                 what routing and attempts cost when nothing fails
 // Each round, every target back to back (the order reversed every other round):
 //   a. miss saturation: autocannon, a unique cacheable body (temperature 0) per request
 //   b. hit saturation (cache and limits-redis only), right after a: one cacheable body, repeated
@@ -34,25 +37,35 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { cacheableChatBody, summarize } from './lib.mjs';
 
-export const STATE_TARGETS = ['nocache', 'cache', 'limits-mem', 'limits-redis'];
+export const STATE_TARGETS = ['nocache', 'cache', 'limits-mem', 'limits-redis', 'routing'];
 
 const LABEL = {
   nocache: 'no cache',
   cache: 'cache',
   'limits-mem': 'limits mem',
   'limits-redis': 'limits redis',
+  routing: 'routing',
 };
 const SETUP = {
   nocache: { store: 'memory', cache: false, limits: false },
   cache: { store: 'memory', cache: true, limits: false },
   'limits-mem': { store: 'memory', cache: true, limits: true },
   'limits-redis': { store: 'redis', cache: true, limits: true },
+  routing: { store: 'memory', cache: false, limits: false, routing: true },
 };
 /** Targets whose hit path is measured: the memory store's, and the Redis store's (a GET per hit). */
 const HIT_TARGETS = new Set(['cache', 'limits-redis']);
 
 // The issue's targets for this suite.
-const GOALS = { hitMissRatio: 2, redisP99DeltaMs: 1, roundTripsBeforeUpstream: 2, upstreamPerHitRun: 1 };
+const GOALS = {
+  hitMissRatio: 2,
+  redisP99DeltaMs: 1,
+  roundTripsBeforeUpstream: 2,
+  upstreamPerHitRun: 1,
+  // Issue 4: routing and attempts add no measurable p99 when nothing fails. "Measurable" here: more
+  // than the 1 ms the other p99 comparison allows.
+  routingP99DeltaMs: 1,
+};
 
 /** Misses held at the fake upstream by the probe, and for how long. */
 const PROBE = { requests: 20, holdMs: 1500, warmup: 5 };
@@ -254,7 +267,23 @@ function writeConfig(dir, name, { fakeOrigin, keyHash, prefix, redisUrl, opts })
     'providers:',
     `  fake: { type: openai, baseUrl: ${fakeOrigin}/v1, connections: 256 }`,
     'models:',
-    '  gpt-4o-mini: { deployments: [{ provider: fake }] }',
+    ...(s.routing
+      ? [
+          // The bench asks for gpt-4o-mini: here a group, chosen among by measured latency, with
+          // a fallback model and retries; nothing ever fails, so every request is one attempt.
+          '  gpt-4o-mini:',
+          '    strategy: lowest-latency',
+          '    deployments:',
+          '      - { provider: fake, model: gpt-4o-mini-a, contextWindow: 128000, maxOutputTokens: 16384 }',
+          '      - { provider: fake, model: gpt-4o-mini-b, contextWindow: 128000, maxOutputTokens: 16384 }',
+          '      - { provider: fake, model: gpt-4o-mini-c, contextWindow: 128000, maxOutputTokens: 16384 }',
+          '    fallbacks: [backup]',
+          '  backup: { deployments: [{ provider: fake, model: gpt-4o-mini-backup }] }',
+          'routing:',
+          "  rules: [{ when: { headers: { x-bench-never: 'set' } }, use: backup }]",
+          '  retry: { maxAttempts: 3 }',
+        ]
+      : ['  gpt-4o-mini: { deployments: [{ provider: fake }] }']),
     'teams:',
     '  - name: bench',
     `    keys: [{ id: k_bench, sha256: ${keyHash} }]`,
@@ -835,8 +864,17 @@ async function attempt(h, { name, kind, round, t, fake, redis, key }) {
 }
 
 /**
+ * Commands a second the gateway sends on its own, with no request in flight: it reads the
+ * shared deployment cooldowns once a second (one GET per deployment; the bench's config has
+ * one, and a 1 s window can catch two). Counted into the per-request figures, they add < 0.01
+ * commands per request at the bench's rates.
+ */
+const GATEWAY_BACKGROUND_PER_S = 2;
+
+/**
  * Waits (at most --quiet-wait seconds) for a second in which no other client sends Redis a
  * command: commandstats are server-wide, so another client's traffic would be counted as ours.
+ * The gateway's own background reads (GATEWAY_BACKGROUND_PER_S) are let through.
  * Resolves with the commands seen in that last second and the stats at its end.
  */
 async function waitRedisQuiet(h, redis) {
@@ -847,7 +885,7 @@ async function waitRedisQuiet(h, redis) {
     await sleep(1000);
     const stats = await redis.commandStats();
     const foreign = sumValues(statsDelta(a, stats));
-    if (foreign === 0) return { foreign, stats };
+    if (foreign <= GATEWAY_BACKGROUND_PER_S) return { foreign, stats };
     if (Date.now() >= until) {
       h.log(
         `  WARNING: other clients still send Redis commands (${foreign} in 1 s) after ${h.opts.quietWaitS} s; measuring anyway`,
@@ -1102,6 +1140,24 @@ function verdicts(h, results) {
       pass: p.value <= GOALS.redisP99DeltaMs && clean(mem.summary.rate) && clean(red.summary.rate),
     });
   }
+  const base = T.nocache;
+  const rt = T.routing;
+  if (base?.rate.length && rt?.rate.length) {
+    const p = paired(h, base.rate, rt.rate, (a, b) => b.latencyMs.p99 - a.latencyMs.p99);
+    const clean = (s) => s.errors + s.non2xx + s.badBody === 0 && s.ok === s.sent;
+    v.push({
+      id: 'routing_p99_delta',
+      label: `p99 at ${h.opts.rate} req/s, routing - no cache (one model, one deployment)`,
+      value: h.round(p.value, 3),
+      perRound: p.perRound.map((x) => h.round(x, 3)),
+      display:
+        `${h.signed(p.value)} ms (rounds ${p.perRound.map((x) => h.signed(x)).join(', ')}); ` +
+        `p99 ${h.fmt(rt.summary.rate.latencyMs.p99)} vs ${h.fmt(base.summary.rate.latencyMs.p99)} ms, ` +
+        `p50 ${h.fmt(rt.summary.rate.latencyMs.p50)} vs ${h.fmt(base.summary.rate.latencyMs.p50)} ms`,
+      goal: `<= +${GOALS.routingP99DeltaMs} ms, all answered`,
+      pass: p.value <= GOALS.routingP99DeltaMs && clean(base.summary.rate) && clean(rt.summary.rate),
+    });
+  }
   const pr = results.probe;
   if (pr) {
     const sat = red.summary.miss?.redis;
@@ -1331,6 +1387,7 @@ function report(h, results, checks, warnings, notes) {
     ['admission (limits), memory store', 'cache', 'limits-mem'],
     ['Redis instead of memory', 'limits-mem', 'limits-redis'],
     ['all of it', 'nocache', 'limits-redis'],
+    ['routing and attempts, nothing failing', 'nocache', 'routing'],
   ].filter(([, a, b]) => results.targets[a] && results.targets[b]);
   const T = (n) => results.targets[n];
   const costRows = steps.flatMap(([label, a, b]) => {
