@@ -14,6 +14,7 @@ export interface UpstreamRequest {
   /** The client's signal: aborting it aborts the upstream request. */
   signal: Cancellation;
   /** Per-request overrides of the pool's timeouts (a deployment's own, the request deadline). */
+  connectMs?: number;
   firstByteMs?: number;
   idleMs?: number;
   totalMs?: number;
@@ -41,20 +42,44 @@ const TOTAL_TIMEOUT = Symbol('total-timeout');
 
 export class UpstreamClient {
   private readonly pool: Pool;
+  /**
+   * undici sets the connect timeout per pool, not per request: a deployment with a connect
+   * timeout of its own gets a pool of its own (one per distinct value, made on first use).
+   * `connections` caps each pool.
+   */
+  private readonly connectPools = new Map<number, Pool>();
+  private readonly origin: string;
   private readonly basePath: string;
 
   constructor(private readonly provider: ProviderConfig) {
     const url = new URL(provider.baseUrl);
+    this.origin = url.origin;
     this.basePath = url.pathname.replace(/\/+$/, '');
-    this.pool = new Pool(url.origin, {
-      connections: provider.connections,
+    this.pool = this.makePool(provider.timeouts.connectMs);
+  }
+
+  private makePool(connectMs: number): Pool {
+    return new Pool(this.origin, {
+      connections: this.provider.connections,
       pipelining: 1,
       keepAliveTimeout: 30_000,
       keepAliveMaxTimeout: 600_000,
-      connect: { timeout: provider.timeouts.connectMs },
-      headersTimeout: provider.timeouts.firstByteMs,
-      bodyTimeout: provider.timeouts.idleMs,
+      connect: { timeout: connectMs },
+      headersTimeout: this.provider.timeouts.firstByteMs,
+      bodyTimeout: this.provider.timeouts.idleMs,
     });
+  }
+
+  private poolFor(connectMs: number | undefined): Pool {
+    if (connectMs === undefined || connectMs === this.provider.timeouts.connectMs) return this.pool;
+    let pool = this.connectPools.get(connectMs);
+    if (!pool) this.connectPools.set(connectMs, (pool = this.makePool(connectMs)));
+    return pool;
+  }
+
+  /** Pools in use (the provider's, plus one per deployment connect timeout seen so far). */
+  get poolCount(): number {
+    return 1 + this.connectPools.size;
   }
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
@@ -71,7 +96,7 @@ export class UpstreamClient {
     };
     const mapError = (err: unknown): UpstreamError | ClientAbortedError => this.mapError(err, controller);
     try {
-      const res = await this.pool.request({
+      const res = await this.poolFor(req.connectMs).request({
         method: 'POST',
         path: this.basePath + req.path,
         headers: req.headers,
@@ -124,23 +149,24 @@ export class UpstreamClient {
   timeoutsFor(
     target: { timeouts?: Partial<ProviderConfig['timeouts']> },
     deadlineAt: number | undefined,
-  ): Pick<UpstreamRequest, 'firstByteMs' | 'idleMs' | 'totalMs'> {
+  ): Pick<UpstreamRequest, 'connectMs' | 'firstByteMs' | 'idleMs' | 'totalMs'> {
     const t = target.timeouts;
     const total = t?.totalMs ?? this.provider.timeouts.totalMs;
     const left = deadlineAt === undefined ? total : Math.max(1, deadlineAt - Date.now());
     return {
+      ...(t?.connectMs !== undefined ? { connectMs: t.connectMs } : {}),
       ...(t?.firstByteMs !== undefined ? { firstByteMs: t.firstByteMs } : {}),
       ...(t?.idleMs !== undefined ? { idleMs: t.idleMs } : {}),
       totalMs: Math.min(total, left),
     };
   }
 
-  close(): Promise<void> {
-    return this.pool.close();
+  async close(): Promise<void> {
+    await Promise.all([this.pool, ...this.connectPools.values()].map((p) => p.close()));
   }
 
-  destroy(): Promise<void> {
-    return this.pool.destroy();
+  async destroy(): Promise<void> {
+    await Promise.all([this.pool, ...this.connectPools.values()].map((p) => p.destroy()));
   }
 }
 
