@@ -2,7 +2,7 @@
 // read. `Authorization: Bearer <key>` (what the OpenAI SDKs send) and `x-api-key: <key>` (what
 // Anthropic-style clients send) both work. With no teams configured every request is the
 // anonymous local team (the server then listens on loopback only; see main.ts).
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { errors } from '../errors.js';
 import type { TeamRegistry } from '../teams/registry.js';
 
@@ -17,11 +17,17 @@ export function presentedKey(request: FastifyRequest): string | undefined {
 }
 
 export function createAuthHook(teams: TeamRegistry) {
-  return async function authenticate(request: FastifyRequest): Promise<void> {
+  // Callback style, as app.ts's hook: no promise per request.
+  return function authenticate(
+    request: FastifyRequest,
+    _reply: FastifyReply,
+    done: (err?: Error) => void,
+  ): void {
     const key = presentedKey(request);
-    if (!teams.anonymous && key === undefined) throw errors.missingApiKey();
+    if (!teams.anonymous && key === undefined) return done(errors.missingApiKey());
     const principal = teams.authenticate(key);
-    if (!principal) throw errors.invalidApiKey();
+    if (!principal) return done(errors.invalidApiKey());
     request.tg.principal = principal;
+    done();
   };
 }

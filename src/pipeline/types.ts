@@ -49,6 +49,8 @@ export interface JsonOutcome {
   headers: Record<string, string>;
   /** A Buffer is sent byte for byte (the upstream's own body); anything else is serialised. */
   body: Buffer | object;
+  /** When `body` is the upstream's bytes: what they parsed to, for a stage that must look inside. */
+  parsed?: unknown;
   usage: Usage | undefined;
 }
 

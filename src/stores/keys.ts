@@ -1,7 +1,7 @@
 // Every store key is built here. Format: <prefix>v1:<kind>:... with a Redis Cluster hash tag
 // `{...}` where one script touches several keys, so they land in one slot. Team names and model
 // names cannot contain braces (config validation), so a tag is never broken by user data.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export const DEFAULT_KEY_PREFIX = 'tg:';
 
@@ -36,5 +36,5 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
 }
 
 function shortDigest(s: string): string {
-  return createHash('sha256').update(s).digest('hex').slice(0, 16);
+  return hash('sha256', s, 'hex').slice(0, 16);
 }

@@ -1,12 +1,12 @@
 // Team keys: minted from 24 random bytes, stored only as their sha256 hex digest. The key id
 // shown in logs and config is derived from the digest, so it identifies a key without
 // revealing anything that helps to guess it.
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 export const KEY_PREFIX = 'tg-';
 
 export function hashKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
+  return hash('sha256', key, 'hex');
 }
 
 export function keyIdFromHash(sha256: string): string {

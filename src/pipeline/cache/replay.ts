@@ -115,10 +115,12 @@ export function splitPieces(text: string): string[] {
  * their end, so this finds the last `"usage":{...}` member and parses only that; an unescaped
  * `"usage"` cannot occur inside a JSON string. Falls back to a full parse when the scan fails.
  */
+const USAGE_KEY = Buffer.from('"usage"');
+
 export function readStoredUsage(bytes: Buffer): Usage | undefined {
   let from = bytes.length;
   while (from > 0) {
-    const at = bytes.lastIndexOf('"usage"', from - 1);
+    const at = bytes.lastIndexOf(USAGE_KEY, from - 1);
     if (at < 0) break;
     from = at;
     let i = skipSpace(bytes, at + 7);

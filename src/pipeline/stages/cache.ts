@@ -188,6 +188,8 @@ export function createCacheStage(deps: CacheDeps, options: CacheOptions): Stage 
     let parsed: unknown;
     if (Buffer.isBuffer(outcome.body)) {
       bytes = outcome.body;
+      // The provider parsed these bytes already (for usage): no second parse.
+      parsed = outcome.parsed;
     } else {
       // Serialised here once; the reply then sends these bytes instead of serialising again.
       parsed = outcome.body;

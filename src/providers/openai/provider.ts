@@ -79,7 +79,7 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
         throw errors.upstreamBadResponse(config.name, 'the response body is not valid JSON');
       }
       const usage = isUsage(parsed?.usage) ? parsed.usage : undefined;
-      return { kind: 'json', status: res.statusCode, headers: {}, body: raw, usage };
+      return { kind: 'json', status: res.statusCode, headers: {}, body: raw, parsed, usage };
     },
   };
 }
