@@ -1100,6 +1100,11 @@ function paired(h, a, b, f) {
   return { value: h.median(perRound), perRound };
 }
 
+/** A fixed-rate phase in which every request was sent and answered 2xx with a readable body. */
+function cleanRate(s) {
+  return s.errors + s.non2xx + s.badBody === 0 && s.ok === s.sent;
+}
+
 function verdicts(h, results) {
   const T = results.targets;
   const v = [];
@@ -1127,7 +1132,6 @@ function verdicts(h, results) {
   const red = T['limits-redis'];
   if (mem?.rate.length && red?.rate.length) {
     const p = paired(h, mem.rate, red.rate, (a, b) => b.latencyMs.p99 - a.latencyMs.p99);
-    const clean = (s) => s.errors + s.non2xx + s.badBody === 0 && s.ok === s.sent;
     v.push({
       id: 'redis_p99_delta',
       label: `p99 at ${h.opts.rate} req/s, limits redis - limits mem`,
@@ -1138,14 +1142,13 @@ function verdicts(h, results) {
         `p99 ${h.fmt(red.summary.rate.latencyMs.p99)} vs ${h.fmt(mem.summary.rate.latencyMs.p99)} ms, ` +
         `p50 ${h.fmt(red.summary.rate.latencyMs.p50)} vs ${h.fmt(mem.summary.rate.latencyMs.p50)} ms`,
       goal: `<= +${GOALS.redisP99DeltaMs} ms, all answered`,
-      pass: p.value <= GOALS.redisP99DeltaMs && clean(mem.summary.rate) && clean(red.summary.rate),
+      pass: p.value <= GOALS.redisP99DeltaMs && cleanRate(mem.summary.rate) && cleanRate(red.summary.rate),
     });
   }
   const base = T.nocache;
   const rt = T.routing;
   if (base?.rate.length && rt?.rate.length) {
     const p = paired(h, base.rate, rt.rate, (a, b) => b.latencyMs.p99 - a.latencyMs.p99);
-    const clean = (s) => s.errors + s.non2xx + s.badBody === 0 && s.ok === s.sent;
     const baseP99s = base.rate.map((r) => r.latencyMs.p99);
     const spread = Math.max(...baseP99s) - Math.min(...baseP99s);
     const bound = Math.max(GOALS.routingP99DeltaMs, spread);
@@ -1162,7 +1165,7 @@ function verdicts(h, results) {
         `no cache's own p99 spread across rounds ${h.fmt(spread)} ms; ` +
         `CPU ${h.fmt(cpu(rt), 0)} vs ${h.fmt(cpu(base), 0)} µs per request`,
       goal: `<= +max(${GOALS.routingP99DeltaMs} ms, the baseline's round-to-round p99 spread), all answered`,
-      pass: p.value <= bound && clean(base.summary.rate) && clean(rt.summary.rate),
+      pass: p.value <= bound && cleanRate(base.summary.rate) && cleanRate(rt.summary.rate),
     });
   }
   const pr = results.probe;
