@@ -82,15 +82,13 @@ export function logRequest(log: Logger, request: FastifyRequest, reply: FastifyR
       latency_ms: round(performance.now() - s.startedAt),
       ttft_ms: s.ttftMs === undefined ? undefined : round(s.ttftMs),
       attempts: s.attempts || undefined,
-      usage: usage
-        ? {
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens ?? 0,
-            total_tokens: usage.total_tokens,
-            cached_tokens: usage.prompt_tokens_details?.cached_tokens ?? 0,
-            reasoning_tokens: usage.completion_tokens_details?.reasoning_tokens ?? 0,
-          }
-        : undefined,
+      // Flat, not a nested `usage` object: pino serialises a nested object with a generic
+      // stringify, numbers it writes directly (a nested object was 1.5% of a cache hit's CPU).
+      prompt_tokens: usage?.prompt_tokens,
+      completion_tokens: usage ? (usage.completion_tokens ?? 0) : undefined,
+      total_tokens: usage?.total_tokens,
+      cached_tokens: usage ? (usage.prompt_tokens_details?.cached_tokens ?? 0) : undefined,
+      reasoning_tokens: usage ? (usage.completion_tokens_details?.reasoning_tokens ?? 0) : undefined,
       ...s.logFields,
       error: s.errorCode,
       aborted: aborted || undefined,
