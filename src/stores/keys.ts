@@ -20,6 +20,10 @@ export interface Keys {
    * would pile one team's whole cache into one cluster slot.
    */
   cacheEntry(scope: string, digest: string): string;
+  /** A team's counters (spend, tokens, requests) for one period: `d:2026-11-25`, `m:2026-11`, ... */
+  teamSpend(team: string, period: string): string;
+  /** The lease set of a team's budget reservations (with its `:amounts` hash). */
+  teamBudgetLeases(team: string): string;
 }
 
 export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
@@ -32,6 +36,8 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
     teamConcurrency: (team) => `${p}inflight:{t:${team}}`,
     deploymentCooldown: (id) => `${p}cooldown:{d:${shortDigest(id)}}`,
     cacheEntry: (scope, digest) => `${p}cache:${scope}:${digest}`,
+    teamSpend: (team, period) => `${p}spend:{t:${team}}:${period}`,
+    teamBudgetLeases: (team) => `${p}budget-leases:{t:${team}}`,
   };
 }
 

@@ -3,7 +3,18 @@
 // scripts' (lua/bucket.ts): buckets refill continuously and an absent bucket is full. The cache
 // is bounded by bytes, evicting the least recently used entries.
 import { LRUCache } from 'lru-cache';
-import type { Bucket, BucketSnapshot, SlotResult, Store, Take, TakeResult } from './store.js';
+import type {
+  Bucket,
+  BucketSnapshot,
+  BudgetCheck,
+  CounterIncrement,
+  Lease,
+  ReserveResult,
+  SlotResult,
+  Store,
+  Take,
+  TakeResult,
+} from './store.js';
 
 export interface MemoryStoreOptions {
   /** Upper bound on cached bytes (keys + values). */
@@ -20,12 +31,25 @@ interface BucketState {
   refillPerSecond: number;
 }
 
+interface CounterHash {
+  fields: Map<string, number>;
+  expiresAt: number;
+}
+
+/** A reservation: its expiry, and the (hash, field, amount) it added. */
+interface Reservation {
+  expiresAt: number;
+  parts: { key: string; field: string; amount: number }[];
+}
+
 export const DEFAULT_MEMORY_CACHE_BYTES = 64 * 1024 * 1024;
 
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const;
   private readonly buckets = new Map<string, BucketState>();
   private readonly slots = new Map<string, Map<string, number>>();
+  private readonly counters = new Map<string, CounterHash>();
+  private readonly leases = new Map<string, Map<string, Reservation>>();
   /**
    * lru-cache, not a Map re-inserted on read: V8 leaves a deleted Map entry as a hole until the
    * table is rehashed, and both re-inserting a hot key and iterating from the oldest end to evict
@@ -106,6 +130,48 @@ export class MemoryStore implements Store {
     if (holders.size === 0) this.slots.delete(key);
   }
 
+  async reserve(lease: Lease, checks: BudgetCheck[], ttlMs: number): Promise<ReserveResult> {
+    const now = this.now();
+    this.reap(lease.key, now);
+    const used = checks.map(
+      (c) => this.counter(c.key, c.spentField, now) + this.counter(c.key, c.reservedField, now),
+    );
+    const exhausted = checks.findIndex((c, i) => used[i]! >= c.limit);
+    if (exhausted !== -1) return { admitted: false, exhausted, used };
+    const parts: Reservation['parts'] = [];
+    for (const c of checks) {
+      if (c.amount <= 0) continue;
+      this.increment(c.key, c.reservedField, c.amount, ttlMs, now);
+      parts.push({ key: c.key, field: c.reservedField, amount: c.amount });
+    }
+    if (parts.length > 0) {
+      let held = this.leases.get(lease.key);
+      if (!held) this.leases.set(lease.key, (held = new Map()));
+      held.set(lease.id, { expiresAt: now + lease.ms, parts });
+    }
+    return { admitted: true, exhausted: -1, used };
+  }
+
+  async settle(
+    leaseKey: string,
+    leaseId: string | undefined,
+    increments: CounterIncrement[],
+    ttlMs: number,
+  ): Promise<number[]> {
+    const now = this.now();
+    this.reap(leaseKey, now);
+    if (leaseId !== undefined) this.releaseReservation(leaseKey, leaseId, now);
+    return increments.map((i) => this.increment(i.key, i.field, i.by, ttlMs, now));
+  }
+
+  async readCounters(keys: string[]): Promise<Record<string, number>[]> {
+    const now = this.now();
+    return keys.map((key) => {
+      const h = this.counters.get(key);
+      return h && h.expiresAt > now ? Object.fromEntries(h.fields) : {};
+    });
+  }
+
   async cacheGet(key: string): Promise<Buffer | undefined> {
     const value = this.cache.get(key);
     return value === undefined ? undefined : Buffer.from(value, 'latin1');
@@ -124,6 +190,40 @@ export class MemoryStore implements Store {
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+  }
+
+  private counter(key: string, field: string, now: number): number {
+    const h = this.counters.get(key);
+    return h && h.expiresAt > now ? (h.fields.get(field) ?? 0) : 0;
+  }
+
+  private increment(key: string, field: string, by: number, ttlMs: number, now: number): number {
+    if (!Number.isSafeInteger(by)) throw new Error(`A store counter must be a safe integer, got ${by}`);
+    let h = this.counters.get(key);
+    if (!h || h.expiresAt <= now) this.counters.set(key, (h = { fields: new Map(), expiresAt: 0 }));
+    const value = (h.fields.get(field) ?? 0) + by;
+    h.fields.set(field, value);
+    h.expiresAt = Math.max(h.expiresAt, now + ttlMs);
+    return value;
+  }
+
+  /** Returns expired reservations of a lease set to their budgets. */
+  private reap(leaseKey: string, now: number): void {
+    const held = this.leases.get(leaseKey);
+    if (!held) return;
+    for (const [id, r] of held) if (r.expiresAt <= now) this.releaseReservation(leaseKey, id, now);
+  }
+
+  private releaseReservation(leaseKey: string, id: string, now: number): void {
+    const held = this.leases.get(leaseKey);
+    const r = held?.get(id);
+    if (!held || !r) return;
+    held.delete(id);
+    if (held.size === 0) this.leases.delete(leaseKey);
+    for (const p of r.parts) {
+      const h = this.counters.get(p.key);
+      if (h && h.expiresAt > now) h.fields.set(p.field, (h.fields.get(p.field) ?? 0) - p.amount);
+    }
   }
 
   /** The bucket's tokens now: what was left plus the refill since, capped at capacity. */
@@ -153,6 +253,8 @@ export class MemoryStore implements Store {
       for (const [id, expiresAt] of holders) if (expiresAt <= now) holders.delete(id);
       if (holders.size === 0) this.slots.delete(key);
     }
+    for (const [key, h] of this.counters) if (h.expiresAt <= now) this.counters.delete(key);
+    for (const key of this.leases.keys()) this.reap(key, now);
     this.cache.purgeStale();
   }
 }

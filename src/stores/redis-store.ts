@@ -5,8 +5,19 @@
 import type { Cluster, Redis } from 'ioredis';
 import { ACQUIRE_LUA } from './lua/acquire.js';
 import { ADJUST_LUA } from './lua/adjust.js';
+import { RESERVE_LUA, SETTLE_LUA } from './lua/budget.js';
 import { TAKE_LUA } from './lua/take.js';
-import type { BucketSnapshot, SlotResult, Store, Take, TakeResult } from './store.js';
+import type {
+  BucketSnapshot,
+  BudgetCheck,
+  CounterIncrement,
+  Lease,
+  ReserveResult,
+  SlotResult,
+  Store,
+  Take,
+  TakeResult,
+} from './store.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -15,6 +26,8 @@ export type RedisClient = Redis | Cluster;
 const TAKE = 'tollgateTake';
 const ADJUST = 'tollgateAdjust';
 const ACQUIRE = 'tollgateAcquire';
+const RESERVE = 'tollgateReserve';
+const SETTLE = 'tollgateSettle';
 
 type ScriptArg = string | number;
 
@@ -23,6 +36,8 @@ interface ScriptCommands {
   [TAKE](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
   [ADJUST](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
   [ACQUIRE](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
+  [RESERVE](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
+  [SETTLE](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
 }
 
 export class RedisStore implements Store {
@@ -36,6 +51,8 @@ export class RedisStore implements Store {
     client.defineCommand(TAKE, { lua: TAKE_LUA });
     client.defineCommand(ADJUST, { lua: ADJUST_LUA });
     client.defineCommand(ACQUIRE, { lua: ACQUIRE_LUA });
+    client.defineCommand(RESERVE, { lua: RESERVE_LUA });
+    client.defineCommand(SETTLE, { lua: SETTLE_LUA });
     this.scripts = client as unknown as ScriptCommands;
   }
 
@@ -65,6 +82,47 @@ export class RedisStore implements Store {
     await this.client.zrem(key, id);
   }
 
+  async reserve(lease: Lease, checks: BudgetCheck[], ttlMs: number): Promise<ReserveResult> {
+    const keys = [lease.key, leaseAmountsKey(lease.key), ...checks.map((c) => c.key)];
+    const argv = checks.flatMap((c) => [c.spentField, c.reservedField, integer(c.limit), integer(c.amount)]);
+    const reply = asArray(
+      await this.scripts[RESERVE](keys.length, ...keys, lease.id, lease.ms, Math.ceil(ttlMs), ...argv),
+      2 + checks.length,
+    );
+    return {
+      admitted: toNumber(reply[0]) === 1,
+      exhausted: toNumber(reply[1]),
+      used: reply.slice(2).map(toNumber),
+    };
+  }
+
+  async settle(
+    leaseKey: string,
+    leaseId: string | undefined,
+    increments: CounterIncrement[],
+    ttlMs: number,
+  ): Promise<number[]> {
+    const keys = [leaseKey, leaseAmountsKey(leaseKey), ...increments.map((i) => i.key)];
+    const argv = increments.flatMap((i) => [i.field, integer(i.by)]);
+    const reply = asArray(
+      await this.scripts[SETTLE](keys.length, ...keys, leaseId ?? '', Math.ceil(ttlMs), ...argv),
+      increments.length,
+    );
+    return reply.map(toNumber);
+  }
+
+  async readCounters(keys: string[]): Promise<Record<string, number>[]> {
+    if (keys.length === 0) return [];
+    // One pipeline: a Cluster splits it by slot, a standalone server answers it in one trip.
+    const replies = await this.client.pipeline(keys.map((k) => ['hgetall', k])).exec();
+    return (replies ?? []).map(([err, value]) => {
+      if (err) throw err;
+      const out: Record<string, number> = {};
+      for (const [field, v] of Object.entries(value as Record<string, string>)) out[field] = toNumber(v);
+      return out;
+    });
+  }
+
   async cacheGet(key: string): Promise<Buffer | undefined> {
     return (await this.client.getBuffer(key)) ?? undefined;
   }
@@ -84,6 +142,17 @@ export class RedisStore implements Store {
       this.client.disconnect();
     }
   }
+}
+
+/** The hash beside a lease set: reservation id -> what it reserved. Same hash tag as the set. */
+export function leaseAmountsKey(leaseKey: string): string {
+  return `${leaseKey}:amounts`;
+}
+
+/** Counters are integers: a fraction would make HINCRBY fail (and sums drift). */
+function integer(n: number): string {
+  if (!Number.isSafeInteger(n)) throw new Error(`A store counter must be a safe integer, got ${n}`);
+  return String(n);
 }
 
 /** KEYS then ARGV (capacity, refill per second, cost per bucket), as the scripts read them. */

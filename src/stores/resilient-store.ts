@@ -14,6 +14,10 @@ import type { RedisStore } from './redis-store.js';
 import {
   StoreUnavailableError,
   type BucketSnapshot,
+  type BudgetCheck,
+  type CounterIncrement,
+  type Lease,
+  type ReserveResult,
   type SlotResult,
   type Store,
   type Take,
@@ -37,9 +41,20 @@ export interface ResilientStoreOptions {
   recheckMs?: number;
   /** Milliseconds clock; tests pass a fake one. */
   now?: () => number;
+  /** Bound on the counter increments buffered during an outage. */
+  maxPendingIncrements?: number;
+}
+
+interface PendingSettle {
+  leaseKey: string;
+  increments: CounterIncrement[];
+  ttlMs: number;
 }
 
 export const DEFAULT_RECHECK_MS = 1_000;
+
+/** Counter increments kept while Redis is away, at most; beyond that they are dropped and counted. */
+export const DEFAULT_MAX_PENDING_INCREMENTS = 100_000;
 
 /** Failed calls in a row (connection up) that mark Redis unavailable for everyone. */
 export const FAILURES_TO_DEGRADE = 3;
@@ -60,6 +75,13 @@ export class ResilientStore implements Store {
   private recheckAt = 0;
   private lastClientError: unknown;
   private closing = false;
+  /** Spend that could not reach Redis: written when it is back (flushPending), never lost silently. */
+  private readonly pending: PendingSettle[] = [];
+  private pendingIncrements = 0;
+  private readonly maxPendingIncrements: number;
+  private flushing = false;
+  /** Increments dropped because the buffer was full (a metric reads it). */
+  droppedIncrements = 0;
   private readonly onReady = (): void => this.markOk();
   private readonly onClose = (): void =>
     this.markDegraded(this.lastClientError ?? new StoreUnavailableError('The connection to Redis closed'));
@@ -75,6 +97,7 @@ export class ResilientStore implements Store {
     this.timeoutMs = options.timeoutMs ?? defaultTimeoutMs(redis);
     this.recheckMs = options.recheckMs ?? DEFAULT_RECHECK_MS;
     this.now = options.now ?? Date.now;
+    this.maxPendingIncrements = options.maxPendingIncrements ?? DEFAULT_MAX_PENDING_INCREMENTS;
     redis.client.on('ready', this.onReady);
     redis.client.on('close', this.onClose);
     redis.client.on('error', this.onError);
@@ -131,6 +154,51 @@ export class ResilientStore implements Store {
     );
   }
 
+  reserve(lease: Lease, checks: BudgetCheck[], ttlMs: number): Promise<ReserveResult> {
+    return this.call(
+      () => this.redis.reserve(lease, checks, ttlMs),
+      // Open: budgets are checked against this process's own spend since the outage began.
+      (cause) =>
+        this.policy === 'open'
+          ? this.local.reserve(lease, checks, ttlMs)
+          : Promise.reject(errors.storeUnavailable(cause)),
+    );
+  }
+
+  /**
+   * Spend is never dropped for an outage: increments that cannot reach Redis are kept (up to
+   * maxPendingIncrements, then counted in droppedIncrements) and written when Redis is back.
+   * Such a call returns [] (the totals are unknown); its reservation expires with its lease.
+   */
+  async settle(
+    leaseKey: string,
+    leaseId: string | undefined,
+    increments: CounterIncrement[],
+    ttlMs: number,
+  ): Promise<number[]> {
+    if (this.policy === 'open' && leaseId !== undefined)
+      await this.local.settle(leaseKey, leaseId, [], ttlMs);
+    return this.call(
+      () => this.redis.settle(leaseKey, leaseId, increments, ttlMs),
+      async () => {
+        this.buffer({ leaseKey, increments, ttlMs });
+        return [];
+      },
+    );
+  }
+
+  readCounters(keys: string[]): Promise<Record<string, number>[]> {
+    return this.call(
+      () => this.redis.readCounters(keys),
+      (cause) => Promise.reject(unavailable(cause)),
+    );
+  }
+
+  /** Increments waiting for Redis. */
+  get pendingCount(): number {
+    return this.pendingIncrements;
+  }
+
   cacheGet(key: string): Promise<Buffer | undefined> {
     return this.call(
       () => this.redis.cacheGet(key),
@@ -171,6 +239,7 @@ export class ResilientStore implements Store {
     }
     this.consecutiveFailures = 0;
     if (epoch === this.epoch) this.markOk();
+    if (this.pending.length > 0 && !this.flushing) void this.flushPending();
     return result;
   }
 
@@ -206,6 +275,36 @@ export class ResilientStore implements Store {
     this.isDegraded = false;
     this.lastClientError = undefined;
     this.emit('ok');
+    void this.flushPending();
+  }
+
+  private buffer(p: PendingSettle): void {
+    if (this.pendingIncrements + p.increments.length > this.maxPendingIncrements) {
+      this.droppedIncrements += p.increments.length;
+      return;
+    }
+    this.pending.push(p);
+    this.pendingIncrements += p.increments.length;
+  }
+
+  /** Writes buffered spend, oldest first; stops (keeping the rest) at the first failure. */
+  private async flushPending(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      while (this.pending.length > 0 && !this.isDegraded && !this.closing) {
+        const p = this.pending[0]!;
+        try {
+          await withTimeout(this.redis.settle(p.leaseKey, undefined, p.increments, p.ttlMs), this.timeoutMs);
+        } catch {
+          return;
+        }
+        this.pending.shift();
+        this.pendingIncrements -= p.increments.length;
+      }
+    } finally {
+      this.flushing = false;
+    }
   }
 
   private emit(state: StoreState, cause?: unknown): void {

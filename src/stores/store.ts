@@ -39,6 +39,43 @@ export interface SlotResult {
   inFlight: number;
 }
 
+/** Adds `by` (an integer) to the integer `field` of the hash at `key`. */
+export interface CounterIncrement {
+  key: string;
+  field: string;
+  by: number;
+}
+
+/**
+ * A budget the request must fit in: the hash at `key` holds what was spent (`spentField`) and
+ * what requests in flight have reserved (`reservedField`). The request is admitted while
+ * spent + reserved < limit, and then reserves `amount` until it settles.
+ */
+export interface BudgetCheck {
+  key: string;
+  spentField: string;
+  reservedField: string;
+  limit: number;
+  /** An integer (micro-dollars or tokens); 0 checks without reserving. */
+  amount: number;
+}
+
+/** Where a request's reservation is recorded, so a lost settle (a crashed replica) expires. */
+export interface Lease {
+  /** Sorted set of reservation ids by expiry; its companion hash `${key}:amounts` holds what each reserved. */
+  key: string;
+  id: string;
+  ms: number;
+}
+
+export interface ReserveResult {
+  admitted: boolean;
+  /** The first check whose budget is used up; -1 when admitted. */
+  exhausted: number;
+  /** Per check, spent + reserved as found (before this request's reservation). */
+  used: number[];
+}
+
 export interface Store {
   readonly kind: 'memory' | 'redis';
   /**
@@ -55,6 +92,25 @@ export interface Store {
   /** Concurrency slot: holds `id` in `key` unless `limit` holders exist. A lease expires after leaseMs. */
   acquire(key: string, id: string, limit: number, leaseMs: number): Promise<SlotResult>;
   release(key: string, id: string): Promise<void>;
+  /**
+   * Budgets: admits when every check has spent + reserved < limit, and then reserves each
+   * check's amount under `lease` (all or nothing, atomically). Reservations whose lease ran out
+   * are returned to their budgets first. Every key of one call shares a hash tag.
+   */
+  reserve(lease: Lease, checks: BudgetCheck[], ttlMs: number): Promise<ReserveResult>;
+  /**
+   * Atomically: releases the reservation `leaseId` holds in the lease set `leaseKey` (if it
+   * still does; undefined: none) and adds every increment. Returns each counter's value after
+   * its increment. Counter hashes live at least `ttlMs` after their last change.
+   */
+  settle(
+    leaseKey: string,
+    leaseId: string | undefined,
+    increments: CounterIncrement[],
+    ttlMs: number,
+  ): Promise<number[]>;
+  /** The integer fields of each hash (an absent hash is {}). */
+  readCounters(keys: string[]): Promise<Record<string, number>[]>;
   cacheGet(key: string): Promise<Buffer | undefined>;
   cacheSet(key: string, value: Buffer, ttlMs: number): Promise<void>;
   close(): Promise<void>;

@@ -372,5 +372,153 @@ export function runStoreContract(
         assert.equal(await store.cacheGet(key), undefined);
       });
     });
+
+    describe('counters and budgets', () => {
+      let t = 0;
+      const team = () => `spend-${++t}`;
+      const HOUR = 3_600_000;
+      const lease = (tm: string, id: string, ms = 60_000) => ({
+        key: subject.keys.teamBudgetLeases(tm),
+        id,
+        ms,
+      });
+      const check = (key: string, limit: number, amount: number) => ({
+        key,
+        spentField: 'usd',
+        reservedField: 'usd:reserved',
+        limit,
+        amount,
+      });
+
+      it('adds integers to hash fields and returns the totals', async () => {
+        const tm = team();
+        const day = subject.keys.teamSpend(tm, 'd:2026-11-25');
+        const month = subject.keys.teamSpend(tm, 'm:2026-11');
+        const leases = subject.keys.teamBudgetLeases(tm);
+        const first = await store.settle(
+          leases,
+          undefined,
+          [
+            { key: day, field: 'usd', by: 1_250 },
+            { key: day, field: 'tokens', by: 40 },
+            { key: month, field: 'usd', by: 1_250 },
+          ],
+          HOUR,
+        );
+        assert.deepEqual(first, [1_250, 40, 1_250]);
+        const second = await store.settle(leases, undefined, [{ key: day, field: 'usd', by: 3 }], HOUR);
+        assert.deepEqual(second, [1_253]);
+        assert.deepEqual(await store.readCounters([day, month, subject.keys.teamSpend(tm, 'd:1999-01-01')]), [
+          { usd: 1_253, tokens: 40 },
+          { usd: 1_250 },
+          {},
+        ]);
+      });
+
+      it('sums concurrent increments exactly', async () => {
+        const tm = team();
+        const day = subject.keys.teamSpend(tm, 'd:x');
+        const leases = subject.keys.teamBudgetLeases(tm);
+        await Promise.all(
+          Array.from({ length: 200 }, (_, i) =>
+            store.settle(leases, undefined, [{ key: day, field: 'usd', by: 1_000_003 + i }], HOUR),
+          ),
+        );
+        const expected = Array.from({ length: 200 }, (_, i) => 1_000_003 + i).reduce((a, b) => a + b, 0);
+        assert.equal((await store.readCounters([day]))[0]!.usd, expected);
+      });
+
+      it('refuses a fraction (a counter only ever holds integers)', async () => {
+        const tm = team();
+        await assert.rejects(
+          store.settle(
+            subject.keys.teamBudgetLeases(tm),
+            undefined,
+            [{ key: subject.keys.teamSpend(tm, 'd:x'), field: 'usd', by: 1.5 }],
+            HOUR,
+          ),
+        );
+      });
+
+      it('admits while spent + reserved is below the limit, and reserves', async () => {
+        const tm = team();
+        const day = subject.keys.teamSpend(tm, 'd:x');
+        const a = await store.reserve(lease(tm, 'a'), [check(day, 100, 60)], HOUR);
+        assert.deepEqual(a, { admitted: true, exhausted: -1, used: [0] });
+        const b = await store.reserve(lease(tm, 'b'), [check(day, 100, 60)], HOUR);
+        assert.deepEqual(b, { admitted: true, exhausted: -1, used: [60] });
+        // 120 reserved: the budget is used up until a reservation settles.
+        const c = await store.reserve(lease(tm, 'c'), [check(day, 100, 1)], HOUR);
+        assert.deepEqual(c, { admitted: false, exhausted: 0, used: [120] });
+        assert.deepEqual(await store.readCounters([day]), [{ 'usd:reserved': 120 }]);
+        // a actually cost 10: its reservation goes, its spend stays.
+        await store.settle(lease(tm, 'a').key, 'a', [{ key: day, field: 'usd', by: 10 }], HOUR);
+        assert.deepEqual(await store.readCounters([day]), [{ usd: 10, 'usd:reserved': 60 }]);
+        const d = await store.reserve(lease(tm, 'd'), [check(day, 100, 20)], HOUR);
+        assert.deepEqual(d, { admitted: true, exhausted: -1, used: [70] });
+      });
+
+      it('checks every budget and reserves in none when one is used up', async () => {
+        const tm = team();
+        const day = subject.keys.teamSpend(tm, 'd:x');
+        const month = subject.keys.teamSpend(tm, 'm:x');
+        await store.settle(
+          subject.keys.teamBudgetLeases(tm),
+          undefined,
+          [{ key: month, field: 'usd', by: 500 }],
+          HOUR,
+        );
+        const r = await store.reserve(lease(tm, 'a'), [check(day, 100, 5), check(month, 500, 5)], HOUR);
+        assert.deepEqual(r, { admitted: false, exhausted: 1, used: [0, 500] });
+        assert.deepEqual(await store.readCounters([day]), [{}]);
+      });
+
+      it('lets at most one request past the limit when many reserve at once', async () => {
+        const tm = team();
+        const day = subject.keys.teamSpend(tm, 'd:x');
+        const results = await Promise.all(
+          Array.from({ length: 50 }, (_, i) =>
+            store.reserve(lease(tm, `r${i}`), [check(day, 100, 30)], HOUR),
+          ),
+        );
+        // 0, 30, 60, 90 are below 100: four admitted, and the fourth may overshoot by its own amount.
+        assert.equal(results.filter((r) => r.admitted).length, 4);
+      });
+
+      it('settling a reservation twice releases it once', async () => {
+        const tm = team();
+        const day = subject.keys.teamSpend(tm, 'd:x');
+        await store.reserve(lease(tm, 'a'), [check(day, 100, 40)], HOUR);
+        await store.reserve(lease(tm, 'b'), [check(day, 100, 40)], HOUR);
+        await store.settle(lease(tm, 'a').key, 'a', [], HOUR);
+        await store.settle(lease(tm, 'a').key, 'a', [], HOUR);
+        assert.deepEqual(await store.readCounters([day]), [{ 'usd:reserved': 40 }]);
+      });
+
+      it('returns a reservation whose lease ran out (a replica died before settling)', async () => {
+        const tm = team();
+        const day = subject.keys.teamSpend(tm, 'd:x');
+        await store.reserve(lease(tm, 'lost', 50), [check(day, 100, 90)], HOUR);
+        assert.equal((await store.reserve(lease(tm, 'x'), [check(day, 100, 20)], HOUR)).admitted, true);
+        assert.equal((await store.reserve(lease(tm, 'y'), [check(day, 100, 20)], HOUR)).admitted, false);
+        await clock.sleep(50 + clock.slackMs + 20);
+        const z = await store.reserve(lease(tm, 'z'), [check(day, 100, 20)], HOUR);
+        assert.deepEqual(z, { admitted: true, exhausted: -1, used: [20] });
+      });
+
+      it('forgets counters when their TTL has passed', async () => {
+        const tm = team();
+        const day = subject.keys.teamSpend(tm, 'd:x');
+        await store.settle(
+          subject.keys.teamBudgetLeases(tm),
+          undefined,
+          [{ key: day, field: 'usd', by: 7 }],
+          40,
+        );
+        assert.deepEqual(await store.readCounters([day]), [{ usd: 7 }]);
+        await clock.sleep(40 + clock.slackMs + 20);
+        assert.deepEqual(await store.readCounters([day]), [{}]);
+      });
+    });
   });
 }
