@@ -228,6 +228,34 @@ describe('ResilientStore through Redis outages', () => {
     );
   });
 
+  it('keeps spend made while Redis is down, bounded, and writes it when Redis is back', async () => {
+    const client = createRedisClient({ url, commandTimeoutMs: COMMAND_TIMEOUT_MS, connectTimeoutMs: 500 });
+    const store = new ResilientStore(new RedisStore(client), {
+      policy: 'closed',
+      recheckMs: 200,
+      maxPendingIncrements: 30,
+    });
+    subjects.push({ name: 'closed', store, client, local: new MemoryStore(), states: [] });
+    await waitUntilReady(client);
+    const keys = createKeys(randomKeyPrefix());
+    const day = keys.teamSpend('outage', 'd:2026-11-25');
+    const leases = keys.teamBudgetLeases('outage');
+    const add = (by: number) => store.settle(leases, undefined, [{ key: day, field: 'cost', by }], 3_600_000);
+    assert.deepEqual(await add(5), [5]);
+    await stopRedisServer(server);
+    // 30 increments fit the buffer; the 31st is dropped and counted, never silently.
+    for (let i = 0; i < 31; i++) assert.deepEqual(await add(1_000 + i), []);
+    assert.equal(store.pendingCount, 30);
+    assert.equal(store.droppedIncrements, 1);
+    server = await startRedisServer(port);
+    await waitFor('recovery', () => !store.degraded, 5_000);
+    await waitFor('flush', () => store.pendingCount === 0, 5_000);
+    const [hash] = await store.readCounters([day]);
+    // The restarted server is empty: only what was buffered (not the 5 from before) is there.
+    const buffered = Array.from({ length: 30 }, (_, i) => 1_000 + i).reduce((a, b) => a + b, 0);
+    assert.deepEqual(hash, { cost: buffered });
+  });
+
   it('bounds every call while Redis stops answering, and probes its way back', async (t) => {
     const open = makeSubject('open', url);
     const closed = makeSubject('closed', url);
