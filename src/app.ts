@@ -7,20 +7,33 @@ import type { Config } from './config/schema.js';
 import { errors } from './errors.js';
 import { createAuthHook } from './http/auth.js';
 import { toGatewayError } from './http/error-reply.js';
-import { logWhenDone, newRequestState } from './http/request-state.js';
+import { finishWhenDone, newRequestState, requestFinisher } from './http/request-state.js';
+import { registerMetricsRoute } from './http/routes/metrics.js';
+import { Metrics } from './metrics/metrics.js';
+import { createPricing } from './accounting/cost.js';
+import { TokenCounter, type ChatBody } from './accounting/tokens.js';
+import { createAlerter } from './accounting/webhook.js';
+import { openLedger } from './accounting/ledger.js';
+import { startAnomalyWatch } from './accounting/anomaly.js';
+import type { TokenCounting } from './pipeline/stages/accounting.js';
+import { ResilientStore } from './stores/resilient-store.js';
+import { createStoreKeyRecords } from './admin/key-records.js';
+import { createDynamicTeamRegistry } from './admin/runtime-keys.js';
+import { registerAdminRoutes } from './http/routes/admin.js';
 import { registerHealthRoutes, type Readiness } from './http/routes/health.js';
 import { registerModelRoutes } from './http/routes/model-request.js';
 import { registerModelsRoute } from './http/routes/models.js';
 import { createPipeline } from './pipeline/index.js';
 import { createProviderRegistry, type ProviderRegistry } from './providers/registry.js';
 import { createStore, type StoreHandle } from './stores/create-store.js';
-import { createTeamRegistry } from './teams/registry.js';
 
 export interface AppDeps {
   log: Logger;
   providers?: ProviderRegistry;
   /** Tests may hand in a store; by default it is built from config.store. */
   store?: StoreHandle;
+  /** Exact token counting; by default a TokenCounter started here (encodings load at once). */
+  tokens?: TokenCounting & { close?(): Promise<void> };
 }
 
 export interface Gateway {
@@ -28,6 +41,9 @@ export interface Gateway {
   readiness: Readiness;
   /** Waits (bounded) for the store to connect, so the first requests find the shared state. */
   storeReady(): Promise<boolean>;
+  /** Resolves when the token encodings are loaded (start-up waits for it before listening). */
+  tokensReady(): Promise<void>;
+  metrics: Metrics;
   /** Closes the server (letting in-flight requests finish) and then the upstream pools. */
   close(): Promise<void>;
 }
@@ -38,10 +54,58 @@ const SAFE_REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 export function buildApp(config: Config, deps: AppDeps): Gateway {
   const log = deps.log;
   const providers = deps.providers ?? createProviderRegistry(config);
-  const teams = createTeamRegistry(config);
   const storeHandle = deps.store ?? createStore(config.store, log);
   const { store, keys } = storeHandle;
-  const pipeline = createPipeline({ config, providers, store, keys, log });
+  const teams = createDynamicTeamRegistry(config, createStoreKeyRecords(store, keys), { log });
+  teams.start();
+  const resilient = store instanceof ResilientStore ? store : undefined;
+  const metrics = new Metrics({
+    keyLabels: config.accounting.metricsKeyLabels,
+    known: {
+      teams: config.teams.map((t) => t.name),
+      models: Object.keys(config.models).filter((m) => !m.endsWith('*')),
+      keyIds: config.teams.flatMap((t) => t.keys.map((k) => k.id)),
+    },
+    pendingSpend: () => resilient?.pendingCount ?? 0,
+    droppedSpend: () => resilient?.droppedIncrements ?? 0,
+  });
+  const pricing = createPricing(config);
+  for (const w of pricing.warnings) log.warn(w);
+  const { tokens, tokensReady, closeTokens } = tokenCounting(deps.tokens, log);
+  const alerter = createAlerter(config.accounting.webhook, log);
+  const ledger = config.accounting.ledgerPath ? openLedger(config.accounting.ledgerPath) : undefined;
+  const retentionMs = config.accounting.retentionDays * 86_400_000;
+  const anomaly = config.accounting.anomaly
+    ? startAnomalyWatch(
+        { store, keys, log, alerter, teams: () => config.teams.map((t) => t.name) },
+        config.accounting.anomaly,
+        retentionMs,
+      )
+    : undefined;
+  const pipeline = createPipeline({
+    config,
+    providers,
+    store,
+    keys,
+    log,
+    pricing,
+    tokens,
+    alerter,
+    ledger,
+    onCost: (c) => metrics.observeCost(c),
+    events: {
+      upstreamError: (id, code) => metrics.upstreamError(id, code),
+      retry: (id) => metrics.retry(id),
+      fallback: (from, to) => metrics.fallback(from, to),
+    },
+  });
+  const finish = requestFinisher(log, metrics);
+  const tiers = new Map(
+    config.teams.flatMap((t) => {
+      const tier = t.tier === undefined ? undefined : config.tiers[t.tier];
+      return tier ? [[t.name, { name: t.tier!, tier }] as const] : [];
+    }),
+  );
   const readiness: Readiness = { draining: false };
   const bodyLimit = config.server.bodyLimitBytes;
 
@@ -93,7 +157,7 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
   app.addHook('onRequest', (request, reply, done) => {
     request.tg = newRequestState();
     reply.header('x-request-id', request.id);
-    reply.raw.once('close', () => logWhenDone(log, request, reply));
+    reply.raw.once('close', () => finishWhenDone(finish, request, reply));
     if (readiness.draining && request.url !== '/readyz' && request.url !== '/healthz') {
       // A request on a keep-alive connection that outlived the listener: send it elsewhere.
       reply.header('connection', 'close');
@@ -106,6 +170,7 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
   app.setErrorHandler((err, request, reply) => {
     const ge = toGatewayError(err, bodyLimit);
     request.tg.errorCode = ge.code ?? undefined;
+    request.tg.errorType = ge.type;
     if (ge.status >= 500 && ge.code === 'internal_error')
       log.error({ reqId: request.id, err }, 'internal error');
     void reply.code(ge.status).headers(ge.headers).send(ge.toBody());
@@ -117,22 +182,78 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
   });
 
   registerHealthRoutes(app, readiness);
+  registerMetricsRoute(app, metrics, { token: process.env.TOLLGATE_METRICS_TOKEN || undefined });
+  registerAdminRoutes(app, { config, store, keys, teams, log });
   void app.register(async (v1) => {
     v1.addHook('onRequest', createAuthHook(teams));
     registerModelsRoute(v1, config);
-    registerModelRoutes(v1, { config, pipeline: pipeline.next, log });
+    registerModelRoutes(v1, {
+      config,
+      pipeline: pipeline.next,
+      log,
+      finish,
+      metrics,
+      tierOf: (team) => tiers.get(team),
+    });
   });
 
   return {
     app,
     readiness,
-    storeReady: () => storeHandle.ready(config.store.redis?.connectTimeoutMs ?? 0),
+    storeReady: async () => {
+      const ok = await storeHandle.ready(config.store.redis?.connectTimeoutMs ?? 0);
+      // Runtime keys and revocations before the first request; the periodic reload retries a failure.
+      if (ok)
+        await teams.refresh().catch((err: unknown) => log.warn({ err }, 'runtime keys: first load failed'));
+      return ok;
+    },
+    tokensReady,
+    metrics,
     async close() {
+      teams.close();
       readiness.draining = true;
       await app.close();
       pipeline.close();
+      anomaly?.stop();
+      await alerter.drain();
+      ledger?.close();
+      metrics.stop();
       await providers.close();
+      await closeTokens();
       await store.close();
+    },
+  };
+}
+
+/** A TokenCounter as the pipeline's TokenCounting (its chat body type is the looser request body). */
+export function tokenCountingOf(counter: TokenCounter): TokenCounting & { close(): Promise<void> } {
+  return {
+    countChat: (model, body) => counter.countChat(model, body as unknown as ChatBody),
+    countText: (model, text) => counter.countText(model, text),
+    close: () => counter.close(),
+  };
+}
+
+/** The token counter: the one handed in, or one started now (its encodings load in the background). */
+function tokenCounting(
+  given: (TokenCounting & { close?(): Promise<void> }) | undefined,
+  log: Logger,
+): { tokens: TokenCounting; tokensReady: () => Promise<void>; closeTokens: () => Promise<void> } {
+  if (given) return { tokens: given, tokensReady: async () => {}, closeTokens: async () => given.close?.() };
+  const counter = TokenCounter.create({ log });
+  // A failure surfaces on the first count (and at start-up through tokensReady), not as an unhandled rejection.
+  counter.catch(() => {});
+  return {
+    tokens: {
+      countChat: async (model, body) => (await counter).countChat(model, body as unknown as ChatBody),
+      countText: async (model, text) => (await counter).countText(model, text),
+    },
+    tokensReady: async () => {
+      await counter;
+    },
+    closeTokens: async () => {
+      const c = await counter.catch(() => undefined);
+      await c?.close();
     },
   };
 }

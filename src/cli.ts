@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `tollgate` command: `serve` (the default) runs the gateway, `keys create` mints a team
-// key, `fake-upstream` runs the built-in fake OpenAI server (demos, benchmarks).
+// key, `prices` shows the rates charged for a model, `fake-upstream` runs the built-in fake
+// OpenAI server (demos, benchmarks).
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { mintKey } from './teams/keys.js';
@@ -8,6 +9,10 @@ import { mintKey } from './teams/keys.js';
 const USAGE = `usage:
   tollgate [serve] [--config PATH]        run the gateway (config: --config, TOLLGATE_CONFIG or config/tollgate.yaml)
   tollgate keys create --team NAME         mint a key for a team; prints the key once and the config lines with its hash
+  tollgate prices MODEL [--provider NAME] [--config PATH]
+                                           the rates charged for MODEL per deployment, and their source
+  tollgate spend --team NAME [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--url URL] [--json]
+                                           a team's spend by day, from a running gateway's admin API (TOLLGATE_ADMIN_KEY)
   tollgate fake-upstream [--port N] ...    run the built-in fake OpenAI-compatible upstream
 `;
 
@@ -27,6 +32,17 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'keys':
       return keys(rest);
+    case 'prices': {
+      const { runPricesCli } = await import('./accounting/prices-cli.js');
+      const code = await runPricesCli(rest);
+      if (code !== 0) process.exit(code);
+      return;
+    }
+    case 'spend': {
+      const { runSpendCli } = await import('./admin/spend-cli.js');
+      await runSpendCli(rest);
+      return;
+    }
     case 'fake-upstream': {
       const { runFakeUpstreamCli } = await import('./fake-upstream/main.js');
       await runFakeUpstreamCli(rest);

@@ -182,6 +182,27 @@ export const errors = {
       message: o.message,
       headers: { ...o.headers, 'x-should-retry': 'false' },
     }),
+  /**
+   * A hard budget is used up: OpenAI's own 429 for an account out of credit. The SDKs retry a
+   * 429 unless told not to, and waiting seconds cannot help, so x-should-retry: false.
+   */
+  budgetExceeded: (message: string): GatewayError =>
+    new GatewayError({
+      status: 429,
+      type: 'insufficient_quota',
+      code: 'insufficient_quota',
+      message,
+      headers: { 'x-should-retry': 'false' },
+    }),
+  /** max_tokens above the team tier's output cap, when the cap rejects instead of clamping. */
+  outputCapExceeded: (param: string, asked: number, cap: number, tier: string): GatewayError =>
+    new GatewayError({
+      status: 400,
+      type: INVALID,
+      code: 'invalid_request',
+      param,
+      message: `${param} is ${asked}, above the ${cap} output tokens allowed for this team's tier '${tier.slice(0, 64)}'.`,
+    }),
   /** The request cannot fit the context window of any deployment of the model. */
   contextLengthExceeded: (model: string, estimatedTokens: number): GatewayError =>
     new GatewayError({

@@ -2,7 +2,8 @@
 // graceful shutdown on SIGTERM/SIGINT: /readyz turns 503, no new connections are accepted,
 // in-flight requests and streams finish up to server.shutdownTimeoutMs, then exit 0.
 import dotenv from 'dotenv';
-import { buildApp } from './app.js';
+import { buildApp, tokenCountingOf } from './app.js';
+import { TokenCounter } from './accounting/tokens.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createLogger } from './log.js';
@@ -49,7 +50,10 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
     );
   }
 
-  const gateway = buildApp(config, { log });
+  // Encodings load at start-up, not on a request, and before the store connects: loading blocks
+  // the event loop for about a second, which would time out a connection being set up.
+  const tokens = tokenCountingOf(await TokenCounter.create({ log }));
+  const gateway = buildApp(config, { log, tokens });
   if (!(await gateway.storeReady())) {
     log.warn(
       { policy: config.store.redis?.onUnavailable },

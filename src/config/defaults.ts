@@ -81,3 +81,16 @@ export const DEFAULT_ROUTING = {
   },
   deadlineMs: 600_000,
 } as const;
+
+/** Budget alert thresholds (percent of the limit) when a budget names none. */
+export const DEFAULT_BUDGET_THRESHOLDS = [50, 80, 100];
+
+export const DEFAULT_ACCOUNTING = {
+  // A little over a year: this month last year stays comparable.
+  retentionDays: 400,
+  metricsKeyLabels: false,
+};
+
+export const DEFAULT_WEBHOOK = { timeoutMs: 5_000, attempts: 5, baseDelayMs: 500 };
+
+export const DEFAULT_ANOMALY = { multiple: 3, trailingHours: 24, minHourlyUsd: 1, checkIntervalSeconds: 60 };

@@ -1,11 +1,15 @@
 // Reads the YAML config (or builds one from the environment when there is no file),
 // interpolates ${ENV} references, validates it against the schema and returns a frozen
 // Config. Every problem is collected and reported at once, each with the path that holds it.
+import { hash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
 import {
+  DEFAULT_ACCOUNTING,
+  DEFAULT_ANOMALY,
   DEFAULT_BASE_URLS,
+  DEFAULT_BUDGET_THRESHOLDS,
   DEFAULT_CACHE,
   DEFAULT_CONFIG_PATH,
   DEFAULT_CONNECTIONS,
@@ -15,10 +19,14 @@ import {
   DEFAULT_ROUTING,
   DEFAULT_SERVER,
   DEFAULT_TIMEOUTS,
+  DEFAULT_WEBHOOK,
 } from './defaults.js';
 import {
   configFileSchema,
+  type AccountingConfig,
   type AliasConfig,
+  type BudgetConfig,
+  type TierConfig,
   type CacheConfig,
   type DeploymentConfig,
   type PricesConfig,
@@ -177,7 +185,8 @@ interface FileShape {
   };
   teams?: {
     name: string;
-    keys: { id: string; sha256: string }[];
+    keys: { id: string; sha256: string; budgets?: FileBudget[] }[];
+    budgets?: FileBudget[];
     models?: string[];
     tier?: string;
     limits?: Partial<Omit<TeamLimitsConfig, 'perKey' | 'models'>> & {
@@ -195,6 +204,47 @@ interface FileShape {
   };
   cache?: Partial<Omit<CacheConfig, 'models'>> & { models?: Record<string, Partial<TeamCacheConfig>> };
   limits?: Partial<LimitsConfig>;
+  tiers?: Record<string, Partial<TierConfig>>;
+  accounting?: Partial<Omit<AccountingConfig, 'webhook' | 'anomaly'>> & {
+    webhook?: Partial<NonNullable<AccountingConfig['webhook']>> & { url: string };
+    anomaly?: Partial<NonNullable<AccountingConfig['anomaly']>>;
+  };
+  admin?: { keySha256?: string[] };
+}
+
+type FileBudget = Partial<BudgetConfig> & { period: BudgetConfig['period'] };
+
+function budgetList(list: FileBudget[] | undefined, path: string, problems: string[]): BudgetConfig[] {
+  (list ?? []).forEach((b, i) => {
+    if (b.usd === undefined && b.tokens === undefined)
+      problems.push(`${path}[${i}]: a budget needs usd, tokens or both`);
+  });
+  return (list ?? []).map((b) => ({
+    period: b.period,
+    usd: b.usd,
+    tokens: b.tokens,
+    thresholds: [...(b.thresholds ?? DEFAULT_BUDGET_THRESHOLDS)].sort((x, y) => x - y),
+  }));
+}
+
+function accountingConfig(file: FileShape['accounting'], env: Env): AccountingConfig {
+  const w = file?.webhook;
+  const url = w?.url ?? env.TOLLGATE_ALERT_WEBHOOK_URL;
+  return {
+    ledgerPath: file?.ledgerPath ?? (env.TOLLGATE_LEDGER || undefined),
+    retentionDays: file?.retentionDays ?? DEFAULT_ACCOUNTING.retentionDays,
+    metricsKeyLabels: file?.metricsKeyLabels ?? DEFAULT_ACCOUNTING.metricsKeyLabels,
+    webhook: url
+      ? {
+          url,
+          headers: { ...w?.headers },
+          timeoutMs: w?.timeoutMs ?? DEFAULT_WEBHOOK.timeoutMs,
+          attempts: w?.attempts ?? DEFAULT_WEBHOOK.attempts,
+          baseDelayMs: w?.baseDelayMs ?? DEFAULT_WEBHOOK.baseDelayMs,
+        }
+      : undefined,
+    anomaly: file?.anomaly ? { ...DEFAULT_ANOMALY, ...file.anomaly } : undefined,
+  };
 }
 
 const rateLimit = (r: Partial<RateLimitConfig> | undefined): RateLimitConfig | undefined =>
@@ -308,6 +358,7 @@ function finish(file: FileShape, source: string, env: Env): Config {
               cachedInputPerMillion: d.prices.cachedInputPerMillion,
               outputPerMillion: d.prices.outputPerMillion,
               cacheWritePerMillion: d.prices.cacheWritePerMillion,
+              cacheWrite1hPerMillion: d.prices.cacheWrite1hPerMillion,
             }
           : undefined,
         timeouts: d.timeouts,
@@ -401,14 +452,27 @@ function finish(file: FileShape, source: string, env: Env): Config {
     teams.push(
       Object.freeze({
         name: t.name,
-        keys: t.keys.map((k) => ({ ...k })),
+        keys: t.keys.map((k, ki) => ({
+          id: k.id,
+          sha256: k.sha256,
+          budgets: budgetList(k.budgets, `teams[${ti}].keys[${ki}].budgets`, problems),
+        })),
         models: [...allowed],
         tier: t.tier,
         limits,
         cache: cachePolicy(t.cache),
+        budgets: budgetList(t.budgets, `teams[${ti}].budgets`, problems),
       }),
     );
   });
+  const tiers: Record<string, TierConfig> = Object.fromEntries(
+    Object.entries(file.tiers ?? {}).map(([name, tc]) => [
+      name,
+      { maxOutputTokens: tc.maxOutputTokens, onExceed: tc.onExceed ?? 'clamp' },
+    ]),
+  );
+  const adminHashes = [...(file.admin?.keySha256 ?? [])];
+  if (env.TOLLGATE_ADMIN_KEY) adminHashes.push(hash('sha256', env.TOLLGATE_ADMIN_KEY, 'hex'));
 
   const store = storeConfig(file.store, env, problems);
   const cache: CacheConfig = {
@@ -429,6 +493,9 @@ function finish(file: FileShape, source: string, env: Env): Config {
     aliases,
     routing,
     teams,
+    accounting: accountingConfig(file.accounting, env),
+    tiers,
+    admin: { keySha256: adminHashes },
     source,
   });
 }

@@ -43,7 +43,10 @@ export interface PricesConfig {
   inputPerMillion: number | undefined;
   cachedInputPerMillion: number | undefined;
   outputPerMillion: number | undefined;
+  /** Anthropic's 5-minute cache writes (and any provider's only kind). */
   cacheWritePerMillion: number | undefined;
+  /** Anthropic's 1-hour cache writes. */
+  cacheWrite1hPerMillion: number | undefined;
 }
 
 export interface DeploymentConfig {
@@ -119,9 +122,22 @@ export interface ModelConfig {
   contextFallbacks: string[];
 }
 
+export type BudgetPeriodName = 'day' | 'week' | 'month';
+
+export interface BudgetConfig {
+  period: BudgetPeriodName;
+  /** Hard limit in USD per period. */
+  usd: number | undefined;
+  /** Hard limit in tokens (prompt + completion) per period. */
+  tokens: number | undefined;
+  /** Percentages of the limit at which an alert fires, once each per period. */
+  thresholds: number[];
+}
+
 export interface TeamKeyConfig {
   id: string;
   sha256: string;
+  budgets: BudgetConfig[];
 }
 
 export interface TeamLimitsConfig extends RateLimitConfig {
@@ -149,6 +165,48 @@ export interface TeamConfig {
   tier: string | undefined;
   limits: TeamLimitsConfig | undefined;
   cache: TeamCacheConfig;
+  budgets: BudgetConfig[];
+}
+
+export interface TierConfig {
+  /** Most output tokens a request of this tier may ask for (max_tokens / max_completion_tokens). */
+  maxOutputTokens: number | undefined;
+  /** Above the cap: lower the request's value to the cap, or refuse it (400). */
+  onExceed: 'clamp' | 'reject';
+}
+
+export interface WebhookSettings {
+  url: string;
+  headers: Record<string, string>;
+  timeoutMs: number;
+  attempts: number;
+  baseDelayMs: number;
+}
+
+export interface AnomalyConfig {
+  /** Alert when the last hour's spend exceeds this multiple of the trailing hourly average. */
+  multiple: number;
+  trailingHours: number;
+  /** No alert below this hourly spend (a team going from $0.01 to $0.05 is not news). */
+  minHourlyUsd: number;
+  checkIntervalSeconds: number;
+}
+
+export interface AccountingConfig {
+  /** Append one JSON line per request to this file. */
+  ledgerPath: string | undefined;
+  /** How long daily, weekly and monthly spend counters are kept. */
+  retentionDays: number;
+  /** Where alerts (budget thresholds, anomalies) are POSTed; alerts are logged either way. */
+  webhook: WebhookSettings | undefined;
+  anomaly: AnomalyConfig | undefined;
+  /** Label metrics with key ids (off: unbounded label cardinality). */
+  metricsKeyLabels: boolean;
+}
+
+export interface AdminConfig {
+  /** sha256 (hex) of each admin key. TOLLGATE_ADMIN_KEY adds one. */
+  keySha256: string[];
 }
 
 export interface RedisConfig {
@@ -211,6 +269,9 @@ export interface Config {
   aliases: Record<string, AliasConfig>;
   routing: RoutingConfig;
   teams: TeamConfig[];
+  accounting: AccountingConfig;
+  tiers: Record<string, TierConfig>;
+  admin: AdminConfig;
   /** Where the config came from (a path or 'environment'), for logs. */
   source: string;
 }
@@ -249,6 +310,24 @@ const strategy = {
 const names = { type: 'array', items: name } as const;
 
 const price = { type: 'number', minimum: 0 } as const;
+
+const budgets = {
+  type: 'array',
+  items: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['period'],
+    properties: {
+      period: { enum: ['day', 'week', 'month'] },
+      usd: { type: 'number', exclusiveMinimum: 0 },
+      tokens: positiveInt,
+      thresholds: {
+        type: 'array',
+        items: { type: 'number', exclusiveMinimum: 0, maximum: 1000 },
+      },
+    },
+  },
+} as const;
 
 const hostPort = {
   type: 'object',
@@ -386,6 +465,7 @@ export const configFileSchema = {
                     cachedInputPerMillion: price,
                     outputPerMillion: price,
                     cacheWritePerMillion: price,
+                    cacheWrite1hPerMillion: price,
                   },
                 },
                 timeouts,
@@ -473,6 +553,7 @@ export const configFileSchema = {
               properties: {
                 id: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' },
                 sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+                budgets,
               },
             },
           },
@@ -491,7 +572,58 @@ export const configFileSchema = {
             },
           },
           cache: cachePolicy,
+          budgets,
         },
+      },
+    },
+    tiers: {
+      type: 'object',
+      propertyNames: { pattern: '^[A-Za-z0-9_.-]{1,64}$' },
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          maxOutputTokens: positiveInt,
+          onExceed: { enum: ['clamp', 'reject'] },
+        },
+      },
+    },
+    accounting: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        ledgerPath: { type: 'string', minLength: 1 },
+        retentionDays: positiveInt,
+        metricsKeyLabels: { type: 'boolean' },
+        webhook: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['url'],
+          properties: {
+            url: { type: 'string', pattern: '^https?://' },
+            headers: { type: 'object', additionalProperties: { type: 'string' } },
+            timeoutMs: positiveInt,
+            attempts: { type: 'integer', minimum: 1, maximum: 20 },
+            baseDelayMs: { type: 'integer', minimum: 0 },
+          },
+        },
+        anomaly: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            multiple: { type: 'number', exclusiveMinimum: 1 },
+            trailingHours: { type: 'integer', minimum: 1, maximum: 720 },
+            minHourlyUsd: { type: 'number', minimum: 0 },
+            checkIntervalSeconds: { type: 'integer', minimum: 1 },
+          },
+        },
+      },
+    },
+    admin: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        keySha256: { type: 'array', items: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
       },
     },
   },

@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Principal } from '../teams/registry.js';
 import type { Usage } from '../pipeline/types.js';
+import type { LimitKind, Metrics } from '../metrics/metrics.js';
 
 export interface RequestState {
   startedAt: number;
@@ -14,6 +15,8 @@ export interface RequestState {
   ttftMs: number | undefined;
   usage: Usage | undefined;
   errorCode: string | undefined;
+  /** The error's OpenAI `type` (a 429 says which limit: requests, tokens, insufficient_quota). */
+  errorType: string | undefined;
   /** The request body, only when prompt logging is enabled. */
   prompt: unknown;
   /** Fields stages add to the log line (PipelineContext.logFields). */
@@ -43,6 +46,7 @@ export function newRequestState(): RequestState {
     ttftMs: undefined,
     usage: undefined,
     errorCode: undefined,
+    errorType: undefined,
     prompt: undefined,
     logFields: {},
     inHandler: false,
@@ -52,14 +56,53 @@ export function newRequestState(): RequestState {
 
 const round = (ms: number): number => Math.round(ms * 100) / 100;
 
+/** What happens once per request when it is over: its log line and its metrics. */
+export type RequestFinisher = (request: FastifyRequest, reply: FastifyReply) => void;
+
+export function requestFinisher(log: Logger, metrics: Metrics | undefined): RequestFinisher {
+  return (request, reply) => {
+    logRequest(log, request, reply);
+    if (metrics) observeRequest(metrics, request, reply);
+  };
+}
+
 /**
- * Writes the line once the response is over: at socket close, or, if a model route's handler
- * is still settling then (a client that left mid-request), when the handler is done, so the
- * line has the final outcome and usage.
+ * Finishes the request once the response is over: at socket close, or, if a model route's
+ * handler is still settling then (a client that left mid-request), when the handler is done, so
+ * the line has the final outcome and usage.
  */
-export function logWhenDone(log: Logger, request: FastifyRequest, reply: FastifyReply): void {
+export function finishWhenDone(finish: RequestFinisher, request: FastifyRequest, reply: FastifyReply): void {
   if (request.tg.inHandler) request.tg.logWhenHandled = true;
-  else logRequest(log, request, reply);
+  else finish(request, reply);
+}
+
+const LIMIT_KINDS: Record<string, LimitKind> = {
+  requests: 'requests',
+  tokens: 'tokens',
+  insufficient_quota: 'budget',
+};
+
+function observeRequest(metrics: Metrics, request: FastifyRequest, reply: FastifyReply): void {
+  const s = request.tg;
+  // Health checks and scrapes are not traffic.
+  if (s.model === undefined && s.principal === undefined) return;
+  const team = s.principal?.team.name ?? '';
+  metrics.observeRequest({
+    team,
+    keyId: s.principal?.keyId,
+    model: s.model,
+    endpoint: request.routeOptions.url === '/v1/embeddings' ? 'embeddings' : 'chat',
+    status: reply.raw.statusCode,
+    cache: s.logFields.cache as 'HIT' | 'MISS' | 'BYPASS' | undefined,
+    stream: s.stream,
+    latencyMs: performance.now() - s.startedAt,
+    ttftMs: s.ttftMs,
+    errorCode: s.errorCode,
+  });
+  if (reply.raw.statusCode === 429 && s.errorType !== undefined) {
+    const kind = s.logFields.limited_by === 'concurrency' ? 'concurrency' : LIMIT_KINDS[s.errorType];
+    if (kind) metrics.limitRejected(team, kind);
+  }
 }
 
 /** The one line per request. Never the key, never the prompt unless enabled. */

@@ -1,15 +1,25 @@
 // The request path, outermost stage first. Composed once at start-up, never per request.
-// The order (DESIGN.md): accounting, budget, cache, limits, route, attempts, provider; the
-// stages of later milestones (accounting, budget) slot in where their names stand.
+// The order: accounting, cache, budget, limits, route, attempts, provider. Budget sits after
+// the cache (DESIGN.md had it before): a hit costs nothing, so a spent budget does not stop it.
 import type { Logger } from 'pino';
 import type { CacheConfig, Config, TeamConfig } from '../config/schema.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import type { Keys } from '../stores/keys.js';
 import type { Store } from '../stores/store.js';
+import type { Alerter } from '../accounting/webhook.js';
+import type { Ledger } from '../accounting/ledger.js';
+import {
+  createAccountingStage,
+  type Pricing,
+  type RequestCost,
+  type TokenCounting,
+} from './stages/accounting.js';
+import { createBudgetStage } from './stages/budget.js';
+import { estimateTokens } from './limits/estimate.js';
 import { createCacheStage, type CacheOptions } from './stages/cache.js';
 import { createLimitsStage } from './stages/limits.js';
 import { createProviderStage } from './stages/provider.js';
-import { createAttemptsStage } from './stages/attempts.js';
+import { createAttemptsStage, type AttemptEvents } from './stages/attempts.js';
 import { Cooldowns } from './routing/cooldown.js';
 import { DeploymentStats } from './routing/stats.js';
 import { createRouteStage } from './stages/route.js';
@@ -21,6 +31,15 @@ export interface PipelineDeps {
   store: Store;
   keys: Keys;
   log: Logger;
+  pricing: Pricing & {
+    /** A conservative cost for a request of the model before it runs (integer micro-dollars; 0 unknown). */
+    estimateMicros(model: string, promptTokens: number, completionTokens: number): number;
+  };
+  tokens: TokenCounting;
+  alerter: Alerter;
+  ledger?: Ledger | undefined;
+  onCost?: (c: RequestCost) => void;
+  events?: AttemptEvents;
 }
 
 export interface Pipeline {
@@ -29,18 +48,50 @@ export interface Pipeline {
   close(): void;
 }
 
-export function createPipeline({ config, providers, store, keys, log }: PipelineDeps): Pipeline {
+export function createPipeline(deps: PipelineDeps): Pipeline {
+  const { config, providers, store, keys, log, pricing } = deps;
   const stats = new DeploymentStats();
   const cooldowns = new Cooldowns(store, keys, config.routing.cooldown, log);
+  const retentionMs = config.accounting.retentionDays * 86_400_000;
+  // A reservation or slot not released by then belongs to a request that cannot still be running.
+  const leaseMs = maxTotalTimeoutMs(config) + 60_000;
   const stages: Stage[] = [
+    createAccountingStage(
+      {
+        store,
+        keys,
+        log,
+        pricing,
+        tokens: deps.tokens,
+        alerter: deps.alerter,
+        ledger: deps.ledger,
+        onCost: deps.onCost,
+      },
+      { teams: config.teams, retentionMs, hourly: config.accounting.anomaly !== undefined },
+    ),
     createCacheStage({ store, keys, log }, cacheOptions(config)),
+    createBudgetStage(
+      {
+        store,
+        keys,
+        estimate(ctx) {
+          const t = estimateTokens(ctx, config.limits);
+          return { micros: pricing.estimateMicros(ctx.model, t.prompt, t.completion), tokens: t.total };
+        },
+      },
+      { teams: config.teams, leaseMs, retentionMs },
+    ),
     createLimitsStage(
       { store, keys, log },
       // A lost release (a crashed replica) frees its slot once the longest request could be over.
-      { teams: config.teams, limits: config.limits, slotLeaseMs: maxTotalTimeoutMs(config) + 60_000 },
+      { teams: config.teams, limits: config.limits, slotLeaseMs: leaseMs },
     ),
     createRouteStage(config, stats),
-    createAttemptsStage({ store, keys, log, cooldowns, stats }, config.routing, config.limits),
+    createAttemptsStage(
+      { store, keys, log, cooldowns, stats, events: deps.events },
+      config.routing,
+      config.limits,
+    ),
   ];
   return { next: compose(stages, createProviderStage(providers)), close: () => cooldowns.close() };
 }

@@ -93,6 +93,8 @@ export interface PipelineContext {
   attempts: number;
   /** When all attempts together must be over (epoch ms); set by the attempts stage. */
   deadlineAt: number | undefined;
+  /** The budget reservation the accounting stage settles; set by the budget stage. */
+  budgetLeaseId?: string | undefined;
 }
 
 export type Next = (ctx: PipelineContext) => Promise<Outcome>;

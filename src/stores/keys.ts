@@ -24,6 +24,8 @@ export interface Keys {
   teamSpend(team: string, period: string): string;
   /** The lease set of a team's budget reservations (with its `:amounts` hash). */
   teamBudgetLeases(team: string): string;
+  /** A team's runtime key records and revocations (admin/key-records.ts). */
+  teamKeyRecords(team: string): string;
 }
 
 export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
@@ -38,6 +40,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): Keys {
     cacheEntry: (scope, digest) => `${p}cache:${scope}:${digest}`,
     teamSpend: (team, period) => `${p}spend:{t:${team}}:${period}`,
     teamBudgetLeases: (team) => `${p}budget-leases:{t:${team}}`,
+    teamKeyRecords: (team) => `${p}keys:{t:${team}}`,
   };
 }
 

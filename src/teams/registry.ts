@@ -39,7 +39,9 @@ export function teamMayUse(team: Team, model: string): boolean {
 }
 
 export function createTeamRegistry(config: {
-  teams: readonly Pick<TeamConfig, 'name' | 'keys' | 'models'>[];
+  teams: readonly (Pick<TeamConfig, 'name' | 'models'> & {
+    keys: readonly { id: string; sha256: string }[];
+  })[];
 }): TeamRegistry {
   const byHash = new Map<string, Principal>();
   const teams = config.teams.map((t) => {

@@ -1,7 +1,9 @@
 // Starts a real gateway on 127.0.0.1:0 for integration tests, from a config object that goes
 // through the same YAML parsing and validation as a real config file.
 import { stringify } from 'yaml';
-import { buildApp, type Gateway } from '../../src/app.js';
+import { TokenCounter } from '../../src/accounting/tokens.js';
+import { buildApp, tokenCountingOf, type Gateway } from '../../src/app.js';
+import type { TokenCounting } from '../../src/pipeline/stages/accounting.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { mintKey } from '../../src/teams/keys.js';
@@ -16,13 +18,26 @@ export interface StartedGateway {
   close(): Promise<void>;
 }
 
+let counter: Promise<TokenCounting> | undefined;
+
+/** One TokenCounter per test process, never closed (its idle workers do not hold the process). */
+export function sharedTokenCounter(): Promise<TokenCounting> {
+  counter ??= TokenCounter.create().then((c) => {
+    const t = tokenCountingOf(c);
+    return { countChat: (m, b) => t.countChat(m, b), countText: (m, text) => t.countText(m, text) };
+  });
+  return counter;
+}
+
 export async function startGateway(
   configObject: Record<string, unknown>,
   env: NodeJS.ProcessEnv = {},
 ): Promise<StartedGateway> {
   const config = parseConfig(stringify(configObject), 'test', env);
   const logs = createLogSink();
-  const gateway = buildApp(config, { log: logs.log });
+  // As `tollgate serve` does, the encodings load before the store connects; one counter serves
+  // every gateway of a test process (loading costs about a second of blocked event loop).
+  const gateway = buildApp(config, { log: logs.log, tokens: await sharedTokenCounter() });
   await gateway.storeReady();
   const address = await gateway.app.listen({ host: '127.0.0.1', port: 0 });
   return { url: address, baseURL: `${address}/v1`, gateway, config, logs, close: () => gateway.close() };

@@ -5,19 +5,27 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
 import { GatewayError } from '../../errors.js';
-import type { Endpoint, Next, Outcome, PipelineContext } from '../../pipeline/types.js';
+import type { Endpoint, Next, Outcome, PipelineContext, StreamOutcome } from '../../pipeline/types.js';
 import { ClientAbortedError } from '../../providers/upstream-client.js';
 import { toGatewayError } from '../error-reply.js';
-import { logRequest } from '../request-state.js';
+import type { RequestFinisher } from '../request-state.js';
+import type { Metrics } from '../../metrics/metrics.js';
 import { chatCompletionsBodySchema } from '../schemas/chat-completions.js';
 import { embeddingsBodySchema } from '../schemas/embeddings.js';
 import { writeSse } from '../sse-writer.js';
 import { Canceller } from '../../pipeline/abort.js';
+import { applyOutputCap, OUTPUT_CAP_HEADER } from '../../accounting/output-cap.js';
+import type { TierConfig } from '../../config/schema.js';
 
 export interface ModelRouteDeps {
   config: Config;
   pipeline: Next;
   log: Logger;
+  /** The request's log line and metrics, when its handler settles after the socket closed. */
+  finish: RequestFinisher;
+  metrics?: Metrics | undefined;
+  /** A team's tier and its output cap, when it has one. */
+  tierOf?: (team: string) => { name: string; tier: TierConfig } | undefined;
 }
 
 export function registerModelRoutes(app: FastifyInstance, deps: ModelRouteDeps): void {
@@ -40,7 +48,7 @@ async function handle(
     await run(request, reply, endpoint, deps);
   } finally {
     request.tg.inHandler = false;
-    if (request.tg.logWhenHandled) logRequest(deps.log, request, reply);
+    if (request.tg.logWhenHandled) deps.finish(request, reply);
   }
 }
 
@@ -50,8 +58,17 @@ async function run(
   endpoint: Endpoint,
   deps: ModelRouteDeps,
 ): Promise<void> {
-  const body = request.body as Record<string, unknown>;
+  let body = request.body as Record<string, unknown>;
+  let rawBody = request.rawBody ?? Buffer.from(JSON.stringify(body));
   const state = request.tg;
+  const principal = state.principal!;
+  const tier = endpoint === 'chat' ? deps.tierOf?.(principal.team.name) : undefined;
+  if (tier) {
+    const capped = applyOutputCap(tier.name, tier.tier, body, rawBody);
+    body = capped.body;
+    rawBody = capped.rawBody;
+    if (capped.header) reply.header(OUTPUT_CAP_HEADER, capped.header);
+  }
   const stream = endpoint === 'chat' && body.stream === true;
   const model = body.model as string;
   state.model = model;
@@ -66,7 +83,6 @@ async function run(
   };
   res.once('close', onClose);
 
-  const principal = state.principal!;
   const ctx: PipelineContext = {
     reqId: request.id,
     endpoint,
@@ -74,7 +90,7 @@ async function run(
     keyId: principal.keyId,
     model,
     body,
-    rawBody: request.rawBody ?? Buffer.from(JSON.stringify(body)),
+    rawBody,
     stream,
     clientWantsUsage:
       (body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage === true,
@@ -115,7 +131,25 @@ async function run(
   }
 
   reply.hijack();
-  await writeSse(res, reply.getHeaders() as Record<string, string>, outcome, {
+  const streamClosed = deps.metrics?.streamOpened();
+  try {
+    await writeSseFor(res, reply, outcome, request, state, cancel, deps);
+  } finally {
+    streamClosed?.();
+  }
+  state.usage = await outcome.usage;
+}
+
+function writeSseFor(
+  res: FastifyReply['raw'],
+  reply: FastifyReply,
+  outcome: StreamOutcome,
+  request: FastifyRequest,
+  state: FastifyRequest['tg'],
+  cancel: Canceller,
+  deps: ModelRouteDeps,
+): Promise<void> {
+  return writeSse(res, reply.getHeaders() as Record<string, string>, outcome, {
     onFirstChunk: () => {
       state.ttftMs = performance.now() - state.startedAt;
     },
@@ -126,10 +160,10 @@ async function run(
       }
       const ge = toGatewayError(err, deps.config.server.bodyLimitBytes);
       state.errorCode = ge.code ?? 'error';
+      state.errorType = ge.type;
       if (!(err instanceof GatewayError)) deps.log.error({ reqId: request.id, err }, 'stream failed');
       else deps.log.warn({ reqId: request.id, code: ge.code, status: ge.status }, 'stream failed mid-way');
       return ge;
     },
   });
-  state.usage = await outcome.usage;
 }

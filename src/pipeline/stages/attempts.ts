@@ -31,6 +31,14 @@ export interface AttemptsDeps {
   stats: DeploymentStats;
   random?: () => number;
   sleep?: (ms: number, signal: Cancellation) => Promise<void>;
+  /** What the metrics count: failed attempts, retries on one deployment, moves to another. */
+  events?: AttemptEvents;
+}
+
+export interface AttemptEvents {
+  upstreamError(deploymentId: string, code: string): void;
+  retry(deploymentId: string): void;
+  fallback(fromDeploymentId: string, toDeploymentId: string): void;
 }
 
 /** Tries on one deployment before moving to the next candidate. */
@@ -53,6 +61,7 @@ export function createAttemptsStage(deps: AttemptsDeps, routing: RoutingConfig, 
     const lowerBound = Math.ceil(ctx.rawBody.length / 10) + estimate.completion;
     let lastError: GatewayError | undefined;
     const tried = new Set<string>();
+    let previous: Deployment | undefined;
 
     for (const dep of ctx.candidates) {
       const cooling = cooldowns.remainingMs(dep.id);
@@ -73,6 +82,11 @@ export function createAttemptsStage(deps: AttemptsDeps, routing: RoutingConfig, 
           break;
         }
         if (quota.tokensLeftShare !== undefined) stats.recordQuota(dep.id, quota.tokensLeftShare, 1);
+        if (previous) {
+          if (previous.id === dep.id) deps.events?.retry(dep.id);
+          else deps.events?.fallback(previous.id, dep.id);
+        }
+        previous = dep;
         ctx.deployment = dep;
         ctx.attempts += 1;
         tried.add(dep.id);
@@ -93,6 +107,7 @@ export function createAttemptsStage(deps: AttemptsDeps, routing: RoutingConfig, 
           if (err instanceof ClientAbortedError || ctx.signal.aborted) throw err;
           const ge = err instanceof GatewayError ? err : errors.internal(err);
           logAttempt(log, ctx, dep, ge, started);
+          deps.events?.upstreamError(dep.id, ge.code ?? String(ge.status));
           if (ge.code === 'context_length_exceeded') {
             // Too long for this one: a larger window further down the list may still take it.
             skippedForContext += 1;

@@ -76,6 +76,7 @@ export function createLimitsStage(deps: LimitsDeps, options: LimitsOptions): Sta
       const slot = await store.acquire(slotKey, ctx.reqId, tl.concurrency, options.slotLeaseMs);
       if (!slot.acquired) {
         void refund(store, takes, log, ctx.reqId);
+        ctx.logFields.limited_by = 'concurrency';
         throw errors.rateLimited({
           dimension: 'requests',
           message: `Concurrency limit reached for team '${ctx.team.name}': ${tl.concurrency} requests are in flight. Please retry when one completes.`,

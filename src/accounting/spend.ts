@@ -1,0 +1,134 @@
+// What one request adds to its team's counters, and how those counters read back. Counters are
+// integer fields of one hash per team and period (keys.teamSpend): `cost` (micro-dollars),
+// `saved`, `requests` and token counts, for the team as a whole, and `<metric>|k|<key id>`,
+// `<metric>|m|<model>` and `<metric>|f|<feature>` per key, requested model and feature. Days
+// hold every dimension (the admin API groups by day); weeks and months hold what budgets read
+// (team and key cost, tokens, requests); hours hold the team's cost (the anomaly check).
+import type { Keys } from '../stores/keys.js';
+import type { CounterIncrement } from '../stores/store.js';
+import { dayOf, hourOf, monthOf, weekOf } from './periods.js';
+
+export const METRICS = [
+  'cost',
+  'saved',
+  'requests',
+  'tokens',
+  'prompt_tokens',
+  'completion_tokens',
+  'cached_tokens',
+  'reasoning_tokens',
+] as const;
+export type Metric = (typeof METRICS)[number];
+
+/** The budget fields: what is spent, and what requests in flight reserved. */
+export const BUDGET_METRICS = ['cost', 'tokens', 'requests'] as const;
+
+export type Dimension = 'k' | 'm' | 'f';
+
+export interface SpendRecord {
+  team: string;
+  keyId: string;
+  /** The model as requested. */
+  model: string;
+  feature: string | undefined;
+  /** Integer micro-dollars; 0 when the price is unknown (the log line says null). */
+  costMicros: number;
+  savedMicros: number;
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+  reasoningTokens: number;
+}
+
+export function field(metric: string, dim?: Dimension, name?: string): string {
+  return dim === undefined ? metric : `${metric}|${dim}|${name}`;
+}
+
+/** The reservation field beside a budget field: `cost` -> `cost:r`, `cost|k|id` -> `cost:r|k|id`. */
+export function reservedField(spentField: string): string {
+  const bar = spentField.indexOf('|');
+  return bar < 0 ? `${spentField}:r` : `${spentField.slice(0, bar)}:r${spentField.slice(bar)}`;
+}
+
+function values(r: SpendRecord): Record<Metric, number> {
+  return {
+    cost: r.costMicros,
+    saved: r.savedMicros,
+    requests: 1,
+    tokens: r.promptTokens + r.completionTokens,
+    prompt_tokens: r.promptTokens,
+    completion_tokens: r.completionTokens,
+    cached_tokens: r.cachedTokens,
+    reasoning_tokens: r.reasoningTokens,
+  };
+}
+
+export function spendIncrements(
+  keys: Keys,
+  r: SpendRecord,
+  nowMs: number,
+  hourly: boolean,
+): CounterIncrement[] {
+  const v = values(r);
+  const out: CounterIncrement[] = [];
+  const day = keys.teamSpend(r.team, dayOf(nowMs));
+  const dims: [Dimension | undefined, string | undefined][] = [
+    [undefined, undefined],
+    ['k', r.keyId],
+    ['m', r.model],
+  ];
+  if (r.feature !== undefined) dims.push(['f', r.feature]);
+  for (const [dim, name] of dims) {
+    for (const metric of METRICS) {
+      if (v[metric] !== 0) out.push({ key: day, field: field(metric, dim, name), by: v[metric] });
+    }
+  }
+  for (const key of [keys.teamSpend(r.team, weekOf(nowMs)), keys.teamSpend(r.team, monthOf(nowMs))]) {
+    for (const [dim, name] of [
+      [undefined, undefined],
+      ['k', r.keyId],
+    ] as const) {
+      for (const metric of BUDGET_METRICS) {
+        if (v[metric] !== 0) out.push({ key, field: field(metric, dim, name), by: v[metric] });
+      }
+    }
+  }
+  if (hourly && v.cost !== 0)
+    out.push({ key: keys.teamSpend(r.team, hourOf(nowMs)), field: 'cost', by: v.cost });
+  return out;
+}
+
+export type Totals = Record<Metric, number>;
+
+export interface SpendBreakdown {
+  total: Totals;
+  keys: Record<string, Totals>;
+  models: Record<string, Totals>;
+  features: Record<string, Totals>;
+}
+
+const zero = (): Totals => Object.fromEntries(METRICS.map((m) => [m, 0])) as Totals;
+
+/** Reads one period hash's fields back into totals per dimension (reservations left out). */
+export function breakdown(hash: Record<string, number>): SpendBreakdown {
+  const out: SpendBreakdown = { total: zero(), keys: {}, models: {}, features: {} };
+  const groups: Record<Dimension, Record<string, Totals>> = { k: out.keys, m: out.models, f: out.features };
+  for (const [f, n] of Object.entries(hash)) {
+    const parts = f.split('|');
+    const metric = parts[0] as Metric;
+    if (!(METRICS as readonly string[]).includes(metric)) continue;
+    if (parts.length === 1) out.total[metric] += n;
+    else if (parts.length >= 3) {
+      const group = groups[parts[1] as Dimension];
+      if (!group) continue;
+      const name = parts.slice(2).join('|');
+      (group[name] ??= zero())[metric] += n;
+    }
+  }
+  return out;
+}
+
+/** Micro-dollars as USD for output (6 decimals is exact for an integer number of micro-dollars). */
+export function microsToUsd(micros: number): number {
+  return Math.round(micros) / 1_000_000;
+}

@@ -1,0 +1,295 @@
+// Accounting, the outermost stage: when a response is over, what it cost, attributed to team,
+// key, requested model and feature. Cost comes from the upstream's usage at the answering
+// deployment's price. A stream that ended without usage (the client left, the upstream failed)
+// is billed for its prompt (counted exactly) plus what was actually delivered (counted), marked
+// `estimated`. A cache hit costs 0 and records what it saved. Then, without making the client
+// wait: the log line's fields, one atomic store call that adds to the spend counters and settles
+// the budget reservation, threshold alerts, the ledger line and the metrics.
+import type { Logger } from 'pino';
+import { DeliveredText } from '../../accounting/delivered.js';
+import type { Ledger } from '../../accounting/ledger.js';
+import { microsToUsd, spendIncrements, type SpendRecord } from '../../accounting/spend.js';
+import type { Alerter } from '../../accounting/webhook.js';
+import type { BudgetConfig, TeamConfig } from '../../config/schema.js';
+import { ClientAbortedError } from '../../providers/upstream-client.js';
+import type { Keys } from '../../stores/keys.js';
+import type { Store } from '../../stores/store.js';
+import { periodOf } from '../../accounting/periods.js';
+import type { Deployment, Outcome, PipelineContext, Stage, StreamOutcome, Usage } from '../types.js';
+
+export interface Pricing {
+  /** Integer micro-dollars this usage costs at the deployment's price; null when unknown. */
+  costMicros(deployment: Deployment, usage: Usage): number | null;
+  /** The same at the price of the model as requested (what a cache hit saved); null when unknown. */
+  modelCostMicros(model: string, usage: Usage): number | null;
+}
+
+export interface TokenCounting {
+  countChat(model: string, body: Readonly<Record<string, unknown>>): Promise<number>;
+  countText(model: string, text: string): Promise<number>;
+}
+
+/** What one request came to, for the metrics. */
+export interface RequestCost {
+  team: string;
+  keyId: string;
+  model: string;
+  deployment: Deployment | undefined;
+  usage: Usage | undefined;
+  costMicros: number | null;
+  savedMicros: number;
+  estimated: boolean;
+  cacheHit: boolean;
+}
+
+export interface AccountingDeps {
+  store: Store;
+  keys: Keys;
+  log: Logger;
+  pricing: Pricing;
+  tokens: TokenCounting;
+  alerter: Alerter;
+  ledger?: Ledger | undefined;
+  /** Called once per request with its cost (metrics). */
+  onCost?: (c: RequestCost) => void;
+  now?: () => number;
+}
+
+export interface AccountingOptions {
+  teams: readonly TeamConfig[];
+  retentionMs: number;
+  /** Also count cost per hour (the anomaly check reads it). */
+  hourly: boolean;
+}
+
+export const FEATURE_HEADER = 'x-tollgate-feature';
+const FEATURE = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$/;
+
+interface Watched {
+  budget: BudgetConfig;
+  keyId: string | undefined;
+}
+
+export function createAccountingStage(deps: AccountingDeps, options: AccountingOptions): Stage {
+  const { store, keys, log, pricing, tokens, alerter, ledger } = deps;
+  const now = deps.now ?? Date.now;
+  const watched = new Map<string, Watched[]>();
+  for (const t of options.teams) {
+    const list: Watched[] = [
+      ...t.budgets.map((budget) => ({ budget, keyId: undefined })),
+      ...t.keys.flatMap((k) => k.budgets.map((budget) => ({ budget, keyId: k.id }))),
+    ];
+    if (list.length > 0) watched.set(t.name, list);
+  }
+
+  /** Fills the log fields now; writes counters, ledger and alerts in the background. */
+  function record(ctx: PipelineContext, usage: Usage | undefined, estimated: boolean): Usage | undefined {
+    const hit = ctx.logFields.cache === 'HIT';
+    let costMicros: number | null = 0;
+    let savedMicros = 0;
+    if (hit) {
+      savedMicros = (usage && pricing.modelCostMicros(ctx.model, usage)) ?? 0;
+      ctx.logFields.saved_usd = microsToUsd(savedMicros);
+    } else if (usage && ctx.deployment) {
+      costMicros = pricing.costMicros(ctx.deployment, usage);
+    }
+    ctx.logFields.cost_usd = costMicros === null ? null : microsToUsd(costMicros);
+    if (estimated) ctx.logFields.estimated = true;
+    if (ctx.deployment) ctx.logFields.provider = ctx.deployment.provider;
+    const r: SpendRecord = {
+      team: ctx.team.name,
+      keyId: ctx.keyId,
+      model: ctx.model,
+      feature: ctx.logFields.feature as string | undefined,
+      costMicros: costMicros ?? 0,
+      savedMicros,
+      promptTokens: hit ? 0 : (usage?.prompt_tokens ?? 0),
+      completionTokens: hit ? 0 : (usage?.completion_tokens ?? 0),
+      cachedTokens: hit ? 0 : (usage?.prompt_tokens_details?.cached_tokens ?? 0),
+      reasoningTokens: hit ? 0 : (usage?.completion_tokens_details?.reasoning_tokens ?? 0),
+    };
+    deps.onCost?.({
+      team: r.team,
+      keyId: r.keyId,
+      model: r.model,
+      deployment: ctx.deployment,
+      usage,
+      costMicros,
+      savedMicros,
+      estimated,
+      cacheHit: hit,
+    });
+    ledger?.append({
+      time: new Date(now()).toISOString(),
+      reqId: ctx.reqId,
+      team: r.team,
+      keyId: r.keyId,
+      feature: r.feature,
+      model: r.model,
+      deployment: ctx.deployment?.id,
+      cache: ctx.logFields.cache,
+      prompt_tokens: r.promptTokens,
+      completion_tokens: r.completionTokens,
+      cached_tokens: r.cachedTokens,
+      reasoning_tokens: r.reasoningTokens,
+      cost_micros: costMicros,
+      saved_micros: savedMicros,
+      estimated,
+    });
+    void settle(ctx, r);
+    return usage;
+  }
+
+  async function settle(ctx: PipelineContext, r: SpendRecord): Promise<void> {
+    const t = now();
+    const increments = spendIncrements(keys, r, t, options.hourly);
+    let totals: number[];
+    try {
+      totals = await store.settle(
+        keys.teamBudgetLeases(r.team),
+        ctx.budgetLeaseId,
+        increments,
+        options.retentionMs,
+      );
+    } catch (err) {
+      // ResilientStore buffers through outages; reaching here is a store bug or MemoryStore misuse.
+      log.error({ reqId: ctx.reqId, err, spend: r }, 'spend could not be recorded');
+      return;
+    }
+    if (totals.length === increments.length) checkThresholds(r, increments, totals, t);
+  }
+
+  /** The request whose increment carried a counter across a threshold sends that alert: once per period. */
+  function checkThresholds(
+    r: SpendRecord,
+    increments: { key: string; field: string; by: number }[],
+    totals: number[],
+    t: number,
+  ): void {
+    const list = watched.get(r.team);
+    if (!list) return;
+    for (const w of list) {
+      if (w.keyId !== undefined && w.keyId !== r.keyId) continue;
+      const key = keys.teamSpend(r.team, periodOf(w.budget.period, t));
+      for (const metric of ['usd', 'tokens'] as const) {
+        const limit =
+          metric === 'usd'
+            ? w.budget.usd === undefined
+              ? undefined
+              : Math.round(w.budget.usd * 1_000_000)
+            : w.budget.tokens;
+        if (limit === undefined) continue;
+        const f = `${metric === 'usd' ? 'cost' : 'tokens'}${w.keyId === undefined ? '' : `|k|${w.keyId}`}`;
+        const i = increments.findIndex((inc) => inc.key === key && inc.field === f);
+        if (i < 0) continue;
+        const after = totals[i]!;
+        const before = after - increments[i]!.by;
+        for (const pct of w.budget.thresholds) {
+          const mark = (limit * pct) / 100;
+          if (before < mark && after >= mark) {
+            alerter.send({
+              type: 'budget.threshold',
+              team: r.team,
+              ...(w.keyId === undefined ? {} : { keyId: w.keyId }),
+              period: periodOf(w.budget.period, t).slice(2),
+              metric,
+              threshold_percent: pct,
+              limit: metric === 'usd' ? microsToUsd(limit) : limit,
+              used: metric === 'usd' ? microsToUsd(after) : after,
+            });
+          }
+        }
+      }
+    }
+  }
+
+  /** Prompt counted exactly, plus the completion actually delivered: the bill of an interrupted stream. */
+  async function estimateUsage(ctx: PipelineContext, delivered: string): Promise<Usage> {
+    const [prompt, completion] = await Promise.all([
+      ctx.endpoint === 'chat'
+        ? tokens.countChat(ctx.model, ctx.body)
+        : tokens.countText(ctx.model, inputText(ctx.body)),
+      delivered ? tokens.countText(ctx.model, delivered) : Promise.resolve(0),
+    ]);
+    return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  }
+
+  function accountStream(ctx: PipelineContext, outcome: StreamOutcome): StreamOutcome {
+    const delivered = new DeliveredText();
+    const source = outcome.chunks;
+    let started = false;
+    let finished!: () => void;
+    const done = new Promise<void>((resolve) => (finished = resolve));
+    async function* counted(): AsyncGenerator<{ data: string }> {
+      started = true;
+      try {
+        for await (const chunk of source) {
+          yield chunk;
+          delivered.add(chunk.data);
+        }
+      } finally {
+        finished();
+      }
+    }
+    const usage = outcome.usage
+      .catch(() => undefined)
+      .then(async (u) => {
+        if (started) await done;
+        if (delivered.finishReason) ctx.logFields.finish_reason = delivered.finishReason;
+        if (u) return record(ctx, u, false);
+        if (outcome.status !== 200) return record(ctx, undefined, false);
+        return record(ctx, await estimateUsage(ctx, delivered.text()).catch(() => undefined), true);
+      });
+    return { ...outcome, chunks: counted(), usage };
+  }
+
+  return async function accountingStage(ctx, next) {
+    const feature = featureOf(ctx);
+    if (feature !== undefined) ctx.logFields.feature = feature;
+    let outcome: Outcome;
+    try {
+      outcome = await next(ctx);
+    } catch (err) {
+      // No answer. An upstream error is not billed by providers; a client that left while a
+      // non-stream request was generating is billed its prompt, as the provider will.
+      if (err instanceof ClientAbortedError && ctx.attempts > 0 && !ctx.stream) {
+        void estimateUsage(ctx, '')
+          .then((u) => record(ctx, u, true))
+          .catch(() => record(ctx, undefined, true));
+      } else {
+        record(ctx, undefined, false);
+      }
+      throw err;
+    }
+    if (outcome.kind === 'stream') return accountStream(ctx, outcome);
+    const finish = finishReasonOf(
+      outcome.parsed ?? (Buffer.isBuffer(outcome.body) ? undefined : outcome.body),
+    );
+    if (finish) ctx.logFields.finish_reason = finish;
+    record(ctx, outcome.status === 200 ? outcome.usage : undefined, false);
+    return outcome;
+  };
+}
+
+/** The feature a request is for: the x-tollgate-feature header, else metadata.feature. */
+function featureOf(ctx: PipelineContext): string | undefined {
+  const h = ctx.headers[FEATURE_HEADER];
+  const fromHeader = Array.isArray(h) ? h[0] : h;
+  const metadata = ctx.body.metadata as Record<string, unknown> | null | undefined;
+  const v = fromHeader ?? (typeof metadata?.feature === 'string' ? metadata.feature : undefined);
+  return v !== undefined && FEATURE.test(v) ? v : undefined;
+}
+
+function finishReasonOf(parsed: unknown): string | undefined {
+  const choices = (parsed as { choices?: { finish_reason?: unknown }[] } | undefined)?.choices;
+  const f = Array.isArray(choices) ? choices[0]?.finish_reason : undefined;
+  return typeof f === 'string' ? f : undefined;
+}
+
+/** The text of an embeddings input (strings only; token arrays are counted as given). */
+function inputText(body: Readonly<Record<string, unknown>>): string {
+  const input = body.input;
+  if (typeof input === 'string') return input;
+  if (Array.isArray(input)) return input.filter((x): x is string => typeof x === 'string').join('\n');
+  return '';
+}

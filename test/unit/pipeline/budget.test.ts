@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { BudgetConfig, TeamConfig } from '../../../src/config/schema.js';
+import { GatewayError } from '../../../src/errors.js';
+import { createBudgetStage } from '../../../src/pipeline/stages/budget.js';
+import type { Outcome, PipelineContext } from '../../../src/pipeline/types.js';
+import { createKeys } from '../../../src/stores/keys.js';
+import { MemoryStore } from '../../../src/stores/memory-store.js';
+import { Canceller } from '../../../src/pipeline/abort.js';
+import { createLogSink } from '../../helpers/log-sink.js';
+
+const keys = createKeys('tg:');
+const NOW = Date.parse('2026-11-25T13:00:00Z');
+let n = 0;
+
+function ctx(keyId = 'k1'): PipelineContext {
+  const body = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+  return {
+    reqId: `r${++n}`,
+    endpoint: 'chat',
+    team: { name: 'search', models: new Set(), allModels: true },
+    keyId,
+    model: 'm',
+    body,
+    rawBody: Buffer.from(JSON.stringify(body)),
+    stream: false,
+    clientWantsUsage: false,
+    headers: {},
+    logFields: {},
+    signal: new Canceller(),
+    log: createLogSink().log,
+    candidates: [],
+    deployment: undefined,
+    attempts: 0,
+    deadlineAt: undefined,
+  };
+}
+
+const budget = (b: Partial<BudgetConfig>): BudgetConfig => ({
+  period: 'month',
+  usd: undefined,
+  tokens: undefined,
+  thresholds: [50, 80, 100],
+  ...b,
+});
+
+function team(budgets: BudgetConfig[], keyBudgets: BudgetConfig[] = []): TeamConfig {
+  return {
+    name: 'search',
+    keys: [
+      { id: 'k1', sha256: 'a'.repeat(64), budgets: keyBudgets },
+      { id: 'k2', sha256: 'b'.repeat(64), budgets: [] },
+    ],
+    models: ['*'],
+    tier: undefined,
+    limits: undefined,
+    cache: { enabled: undefined, ttlSeconds: undefined },
+    budgets,
+  };
+}
+
+const ok: Outcome = { kind: 'json', status: 200, headers: {}, body: {}, usage: undefined };
+
+function setup(t: TeamConfig, estimate = { micros: 300_000, tokens: 500 }) {
+  const store = new MemoryStore({ now: () => NOW });
+  const stage = createBudgetStage(
+    { store, keys, estimate: () => estimate, now: () => NOW },
+    { teams: [t], leaseMs: 60_000, retentionMs: 86_400_000 },
+  );
+  const run = (c = ctx()) => stage(c, async () => ok);
+  return { store, stage, run };
+}
+
+describe('budget stage', () => {
+  it('passes teams without budgets straight through, without a store call', async () => {
+    const { run } = setup(team([]));
+    const c = ctx();
+    assert.equal(await run(c), ok);
+    assert.equal(c.budgetLeaseId, undefined);
+  });
+
+  it("reserves the estimate against the team's month and leaves the lease for accounting", async () => {
+    const { run, store } = setup(team([budget({ usd: 1 })]));
+    const c = ctx();
+    await run(c);
+    assert.equal(c.budgetLeaseId, c.reqId);
+    const [month] = await store.readCounters([keys.teamSpend('search', 'm:2026-11')]);
+    assert.deepEqual(month, { 'cost:r': 300_000 });
+  });
+
+  it('refuses with insufficient_quota and x-should-retry: false once spent + reserved reaches the limit', async () => {
+    const { run, store } = setup(team([budget({ usd: 1 })]));
+    await store.settle(
+      keys.teamBudgetLeases('search'),
+      undefined,
+      [{ key: keys.teamSpend('search', 'm:2026-11'), field: 'cost', by: 1_000_000 }],
+      60_000,
+    );
+    const c = ctx();
+    await assert.rejects(run(c), (err: unknown) => {
+      assert.ok(err instanceof GatewayError);
+      assert.equal(err.status, 429);
+      assert.equal(err.code, 'insufficient_quota');
+      assert.equal(err.type, 'insufficient_quota');
+      assert.equal(err.headers['x-should-retry'], 'false');
+      assert.match(err.message, /monthly budget of \$1\.00/);
+      assert.match(err.message, /2026-12-01T00:00:00.000Z/);
+      return true;
+    });
+    assert.equal(c.logFields.budget_exhausted, 'team:month:usd');
+  });
+
+  it("checks a key's own budget only for that key, and token budgets by tokens", async () => {
+    const { run } = setup(team([], [budget({ period: 'day', tokens: 1000 })]));
+    await run(ctx('k1'));
+    await run(ctx('k1')); // 500 + 500 reserved: the day's 1000 tokens are spoken for
+    await assert.rejects(
+      run(ctx('k1')),
+      /Key 'k1' of team 'search' has used its daily budget of 1000 tokens/,
+    );
+    await run(ctx('k2'));
+  });
+
+  it('admits at most one request past the budget when many arrive at once', async () => {
+    const { run } = setup(team([budget({ usd: 1 })]));
+    const results = await Promise.allSettled(Array.from({ length: 20 }, () => run()));
+    // 0, 0.3, 0.6, 0.9 are below $1: four admitted, the fourth may end at $1.20.
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 4);
+  });
+});
