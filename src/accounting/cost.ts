@@ -71,15 +71,6 @@ export function requestCost(
     : { costMicroUsd: c.microUsd, savedMicroUsd: 0, source: c.source, unknown: c.unknown };
 }
 
-/**
- * Micro-dollars as a USD number for log lines (cost_usd). Integer / 1e6 is the double nearest
- * the decimal, and JSON prints the shortest decimal that reads back to it: 1234 µ$ logs as
- * 0.001234 exactly (for amounts below a billion dollars). Aggregate the integers, not these.
- */
-export function microUsdToUsd(microUsd: number): number {
-  return microUsd / 1_000_000;
-}
-
 export interface Pricing {
   /** The price of `model` served by the provider named `provider` (one deployment); null when unknown. */
   priceOf(provider: string, model: string): ResolvedPrice | null;

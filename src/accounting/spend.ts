@@ -128,7 +128,11 @@ export function breakdown(hash: Record<string, number>): SpendBreakdown {
   return out;
 }
 
-/** Micro-dollars as USD for output (6 decimals is exact for an integer number of micro-dollars). */
+/**
+ * Micro-dollars as a USD number for log lines and reports. Integer / 1e6 is the double nearest
+ * the decimal, and JSON prints the shortest decimal that reads back to it: 1234 µ$ logs as
+ * 0.001234 exactly (for amounts below a billion dollars). Aggregate the integers, not these.
+ */
 export function microsToUsd(micros: number): number {
   return Math.round(micros) / 1_000_000;
 }

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { calcPrice, type Usage as DbUsage } from '@pydantic/genai-prices';
-import { costOf, microUsdToUsd, requestCost } from '../../../src/accounting/cost.js';
+import { costOf, requestCost } from '../../../src/accounting/cost.js';
+import { microsToUsd } from '../../../src/accounting/spend.js';
 import {
   lookupDbPrice,
   overridePrice,
@@ -185,15 +186,15 @@ describe('cost: micro-dollars', () => {
       floatUsd += 30 * 0.1e-6 + 10 * 0.4e-6;
     }
     assert.equal(total, 7_000_000);
-    assert.equal(microUsdToUsd(total), 7);
+    assert.equal(microsToUsd(total), 7);
     assert.notEqual(floatUsd, 7);
   });
 
   it('formats micro-dollars as a USD number that logs as its exact decimal', () => {
-    assert.equal(microUsdToUsd(1234), 0.001234);
-    assert.equal(JSON.stringify({ cost_usd: microUsdToUsd(1234) }), '{"cost_usd":0.001234}');
-    assert.equal(JSON.stringify(microUsdToUsd(123_456_789_012)), '123456.789012');
-    assert.equal(microUsdToUsd(0), 0);
+    assert.equal(microsToUsd(1234), 0.001234);
+    assert.equal(JSON.stringify({ cost_usd: microsToUsd(1234) }), '{"cost_usd":0.001234}');
+    assert.equal(JSON.stringify(microsToUsd(123_456_789_012)), '123456.789012');
+    assert.equal(microsToUsd(0), 0);
   });
 
   it('makes a cache hit cost 0 and save what the request would have cost', () => {
