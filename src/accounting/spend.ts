@@ -4,6 +4,7 @@
 // `<metric>|m|<model>` and `<metric>|f|<feature>` per key, requested model and feature. Days
 // hold every dimension (the admin API groups by day); weeks and months hold what budgets read
 // (team and key cost, tokens, requests); hours hold the team's cost (the anomaly check).
+import type { BudgetConfig } from '../config/schema.js';
 import type { Keys } from '../stores/keys.js';
 import type { CounterIncrement } from '../stores/store.js';
 import { dayOf, hourOf, monthOf, weekOf } from './periods.js';
@@ -48,6 +49,28 @@ export function field(metric: string, dim?: Dimension, name?: string): string {
 export function reservedField(spentField: string): string {
   const bar = spentField.indexOf('|');
   return bar < 0 ? `${spentField}:r` : `${spentField.slice(0, bar)}:r${spentField.slice(bar)}`;
+}
+
+/** What one budget limits: the counter field it reads and its limit (micro-dollars or tokens). */
+export interface BudgetMeasure {
+  metric: 'usd' | 'tokens';
+  spentField: string;
+  limit: number;
+}
+
+/** The measures of a team's budget (keyId undefined) or a key's: USD, tokens, or both. */
+export function budgetMeasures(budget: BudgetConfig, keyId: string | undefined): BudgetMeasure[] {
+  const dim = keyId === undefined ? undefined : ('k' as const);
+  const out: BudgetMeasure[] = [];
+  if (budget.usd !== undefined)
+    out.push({
+      metric: 'usd',
+      spentField: field('cost', dim, keyId),
+      limit: Math.round(budget.usd * 1_000_000),
+    });
+  if (budget.tokens !== undefined)
+    out.push({ metric: 'tokens', spentField: field('tokens', dim, keyId), limit: budget.tokens });
+  return out;
 }
 
 function values(r: SpendRecord): Record<Metric, number> {

@@ -4,7 +4,7 @@
 // stage checks (pipeline/stages/budget.ts): `cost`/`tokens` and their `:r` reservations, in the
 // team's hash of the budget's current UTC day, ISO week or month.
 import { periodEnd, periodOf } from '../accounting/periods.js';
-import { field, microsToUsd, reservedField } from '../accounting/spend.js';
+import { budgetMeasures, microsToUsd, reservedField, type BudgetMeasure } from '../accounting/spend.js';
 import type { BudgetConfig, RateLimitConfig, TeamConfig } from '../config/schema.js';
 import type { Keys } from '../stores/keys.js';
 import type { Store } from '../stores/store.js';
@@ -114,16 +114,10 @@ function applicable(input: TeamStatusInput): Applicable[] {
   ];
 }
 
-function use(
-  hash: Record<string, number>,
-  metric: 'cost' | 'tokens',
-  keyId: string | undefined,
-  limit: number,
-) {
-  const spent = field(metric, keyId === undefined ? undefined : 'k', keyId);
-  const used = hash[spent] ?? 0;
-  const reserved = Math.max(0, hash[reservedField(spent)] ?? 0);
-  return { limit, used, reserved, remaining: Math.max(0, limit - used - reserved) };
+function use(hash: Record<string, number>, m: BudgetMeasure): BudgetUse {
+  const used = hash[m.spentField] ?? 0;
+  const reserved = Math.max(0, hash[reservedField(m.spentField)] ?? 0);
+  return { limit: m.limit, used, reserved, remaining: Math.max(0, m.limit - used - reserved) };
 }
 
 const inUsd = (u: BudgetUse): BudgetUse => ({
@@ -158,17 +152,17 @@ export async function readTeamStatus(
       budgets: all[i]!.map((a): BudgetStatus => {
         const periodId = periodOf(a.budget.period, nowMs);
         const hash = byKey.get(keys.teamSpend(a.team, periodId)) ?? {};
+        const measures = budgetMeasures(a.budget, a.keyId);
+        const usd = measures.find((m) => m.metric === 'usd');
+        const tokens = measures.find((m) => m.metric === 'tokens');
         return {
           scope: a.keyId === undefined ? 'team' : 'key',
           key_id: a.keyId ?? null,
           period: a.budget.period,
           period_id: periodId,
           resets_at: new Date(periodEnd(a.budget.period, nowMs)).toISOString(),
-          usd:
-            a.budget.usd === undefined
-              ? null
-              : inUsd(use(hash, 'cost', a.keyId, Math.round(a.budget.usd * 1_000_000))),
-          tokens: a.budget.tokens === undefined ? null : use(hash, 'tokens', a.keyId, a.budget.tokens),
+          usd: usd ? inUsd(use(hash, usd)) : null,
+          tokens: tokens ? use(hash, tokens) : null,
           thresholds: [...a.budget.thresholds],
         };
       }),

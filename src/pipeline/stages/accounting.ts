@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import { DeliveredText } from '../../accounting/delivered.js';
 import type { Ledger } from '../../accounting/ledger.js';
-import { microsToUsd, spendIncrements, type SpendRecord } from '../../accounting/spend.js';
+import { budgetMeasures, microsToUsd, spendIncrements, type SpendRecord } from '../../accounting/spend.js';
 import type { Alerter } from '../../accounting/webhook.js';
 import type { BudgetConfig, TeamConfig } from '../../config/schema.js';
 import { ClientAbortedError } from '../../providers/upstream-client.js';
@@ -171,31 +171,24 @@ export function createAccountingStage(deps: AccountingDeps, options: AccountingO
     for (const w of list) {
       if (w.keyId !== undefined && w.keyId !== r.keyId) continue;
       const key = keys.teamSpend(r.team, periodOf(w.budget.period, t));
-      for (const metric of ['usd', 'tokens'] as const) {
-        const limit =
-          metric === 'usd'
-            ? w.budget.usd === undefined
-              ? undefined
-              : Math.round(w.budget.usd * 1_000_000)
-            : w.budget.tokens;
-        if (limit === undefined) continue;
-        const f = `${metric === 'usd' ? 'cost' : 'tokens'}${w.keyId === undefined ? '' : `|k|${w.keyId}`}`;
-        const i = increments.findIndex((inc) => inc.key === key && inc.field === f);
+      for (const m of budgetMeasures(w.budget, w.keyId)) {
+        const i = increments.findIndex((inc) => inc.key === key && inc.field === m.spentField);
         if (i < 0) continue;
         const after = totals[i]!;
         const before = after - increments[i]!.by;
         for (const pct of w.budget.thresholds) {
-          const mark = (limit * pct) / 100;
+          const mark = (m.limit * pct) / 100;
           if (before < mark && after >= mark) {
+            const usd = m.metric === 'usd';
             alerter.send({
               type: 'budget.threshold',
               team: r.team,
               ...(w.keyId === undefined ? {} : { keyId: w.keyId }),
               period: periodOf(w.budget.period, t).slice(2),
-              metric,
+              metric: m.metric,
               threshold_percent: pct,
-              limit: metric === 'usd' ? microsToUsd(limit) : limit,
-              used: metric === 'usd' ? microsToUsd(after) : after,
+              limit: usd ? microsToUsd(m.limit) : m.limit,
+              used: usd ? microsToUsd(after) : after,
             });
           }
         }

@@ -7,7 +7,7 @@
 // Sits after the cache: a hit costs nothing and is served even when the budget is spent.
 import type { BudgetConfig, TeamConfig } from '../../config/schema.js';
 import { errors } from '../../errors.js';
-import { microsToUsd, field, reservedField } from '../../accounting/spend.js';
+import { budgetMeasures, microsToUsd, reservedField } from '../../accounting/spend.js';
 import { periodEnd, periodOf } from '../../accounting/periods.js';
 import type { Keys } from '../../stores/keys.js';
 import type { BudgetCheck, Store } from '../../stores/store.js';
@@ -59,30 +59,16 @@ export function createBudgetStage(deps: BudgetDeps, options: BudgetOptions): Sta
     const described: { a: Applicable; metric: 'usd' | 'tokens'; limit: number }[] = [];
     for (const a of applicable) {
       const key = keys.teamSpend(ctx.team.name, periodOf(a.budget.period, t));
-      const dim = a.keyId === undefined ? undefined : ('k' as const);
-      if (a.budget.usd !== undefined) {
-        const spent = field('cost', dim, a.keyId);
-        const limit = Math.round(a.budget.usd * 1_000_000);
+      for (const m of budgetMeasures(a.budget, a.keyId)) {
+        const amount = m.metric === 'usd' ? est.micros : est.tokens;
         checks.push({
           key,
-          spentField: spent,
-          reservedField: reservedField(spent),
-          limit,
-          amount: est.micros,
+          spentField: m.spentField,
+          reservedField: reservedField(m.spentField),
+          limit: m.limit,
+          amount,
         });
-        described.push({ a, metric: 'usd', limit });
-      }
-      if (a.budget.tokens !== undefined) {
-        const spent = field('tokens', dim, a.keyId);
-        const limit = a.budget.tokens;
-        checks.push({
-          key,
-          spentField: spent,
-          reservedField: reservedField(spent),
-          limit,
-          amount: est.tokens,
-        });
-        described.push({ a, metric: 'tokens', limit });
+        described.push({ a, metric: m.metric, limit: m.limit });
       }
     }
     const lease = { key: keys.teamBudgetLeases(ctx.team.name), id: ctx.reqId, ms: options.leaseMs };
