@@ -17,7 +17,12 @@ local function release(amounts, leases, id)
   redis.call('ZREM', leases, id)
 end
 
+-- Extends a key's life to at least ttl_ms, once per key and call: a request's ~30 increments
+-- touch only 3-4 hashes.
+local kept = {}
 local function keep(key, ttl_ms)
+  if kept[key] then return end
+  kept[key] = true
   local pttl = redis.call('PTTL', key)
   if pttl == -1 or pttl < ttl_ms then
     redis.call('PEXPIRE', key, ttl_ms)
