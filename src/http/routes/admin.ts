@@ -5,7 +5,6 @@
 // routes are not registered at all: every /admin path is the usual 404, as if it did not exist.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { adminErrors } from '../../admin/admin-errors.js';
 import { KEY_ID, type DynamicTeamRegistry } from '../../admin/runtime-keys.js';
 import { readSpend, resolveRange, type FilterDimension } from '../../admin/spend-report.js';
 import { keyView, readTeamStatus, type TeamStatusInput } from '../../admin/team-status.js';
@@ -41,18 +40,18 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
     done: (err?: Error) => void,
   ): void {
     const key = presentedKey(request);
-    if (key === undefined) return done(adminErrors.missingAdminKey());
+    if (key === undefined) return done(errors.missingAdminKey());
     const sha256 = hashKey(key);
     if (adminHashes.has(sha256)) {
       request.tg.logFields.admin = keyIdFromHash(sha256);
       return done();
     }
-    if (!teams.anonymous && teams.authenticate(key)) return done(adminErrors.teamKeyNotAdmin());
-    done(adminErrors.invalidAdminKey());
+    if (!teams.anonymous && teams.authenticate(key)) return done(errors.teamKeyNotAdmin());
+    done(errors.invalidAdminKey());
   }
 
   const knownTeam = (name: string): string => {
-    if (!teams.teams().some((t) => t.name === name)) throw adminErrors.teamNotFound(name);
+    if (!teams.teams().some((t) => t.name === name)) throw errors.teamNotFound(name);
     return name;
   };
 
@@ -112,8 +111,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       const name = knownTeam(request.params.team);
       const id = requestedKeyId(request.body);
       const result = await storeCall(() => teams.createKey(name, id));
-      if (result.kind === 'team_not_found') throw adminErrors.teamNotFound(name);
-      if (result.kind === 'id_taken') throw adminErrors.keyIdTaken(name, id ?? '');
+      if (result.kind === 'team_not_found') throw errors.teamNotFound(name);
+      if (result.kind === 'id_taken') throw errors.keyIdTaken(name, id ?? '');
       log.info(
         { team: name, keyId: result.id, admin: request.tg.logFields.admin, stored: result.stored },
         'admin: team key created',
@@ -136,8 +135,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       const name = knownTeam(request.params.team);
       const id = request.params.id;
       const result = await storeCall(() => teams.revokeKey(name, id));
-      if (result.kind === 'team_not_found') throw adminErrors.teamNotFound(name);
-      if (result.kind === 'key_not_found') throw adminErrors.keyNotFound(name, id);
+      if (result.kind === 'team_not_found') throw errors.teamNotFound(name);
+      if (result.kind === 'key_not_found') throw errors.keyNotFound(name, id);
       if (!result.already)
         log.info(
           { team: name, keyId: id, admin: request.tg.logFields.admin, stored: result.stored },
@@ -160,7 +159,8 @@ async function storeCall<T>(call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (err) {
-    if (err instanceof StoreUnavailableError) throw adminErrors.storeUnavailable(err);
+    if (err instanceof StoreUnavailableError)
+      throw errors.storeUnavailable(err, 'the admin request could not be answered');
     throw err;
   }
 }
