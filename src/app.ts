@@ -32,8 +32,12 @@ export interface AppDeps {
   providers?: ProviderRegistry;
   /** Tests may hand in a store; by default it is built from config.store. */
   store?: StoreHandle;
-  /** Exact token counting; by default a TokenCounter started here (encodings load at once). */
-  tokens?: TokenCounting & { close?(): Promise<void> };
+  /**
+   * Exact token counting, made before the app (TokenCounter.create + tokenCountingOf): loading the
+   * encodings blocks the event loop for about a second, which must not happen while the store
+   * connects or requests are served. close() is called on shutdown when present.
+   */
+  tokens: TokenCounting & { close?(): Promise<void> };
 }
 
 export interface Gateway {
@@ -41,8 +45,6 @@ export interface Gateway {
   readiness: Readiness;
   /** Waits (bounded) for the store to connect, so the first requests find the shared state. */
   storeReady(): Promise<boolean>;
-  /** Resolves when the token encodings are loaded (start-up waits for it before listening). */
-  tokensReady(): Promise<void>;
   metrics: Metrics;
   /** Closes the server (letting in-flight requests finish) and then the upstream pools. */
   close(): Promise<void>;
@@ -71,7 +73,7 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
   });
   const pricing = createPricing(config);
   for (const w of pricing.warnings) log.warn(w);
-  const { tokens, tokensReady, closeTokens } = tokenCounting(deps.tokens, log);
+  const tokens = deps.tokens;
   const alerter = createAlerter(config.accounting.webhook, log);
   const ledger = config.accounting.ledgerPath ? openLedger(config.accounting.ledgerPath) : undefined;
   const retentionMs = config.accounting.retentionDays * 86_400_000;
@@ -207,7 +209,6 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
         await teams.refresh().catch((err: unknown) => log.warn({ err }, 'runtime keys: first load failed'));
       return ok;
     },
-    tokensReady,
     metrics,
     async close() {
       teams.close();
@@ -219,7 +220,7 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
       ledger?.close();
       metrics.stop();
       await providers.close();
-      await closeTokens();
+      await tokens.close?.();
       await store.close();
     },
   };
@@ -231,29 +232,5 @@ export function tokenCountingOf(counter: TokenCounter): TokenCounting & { close(
     countChat: (model, body) => counter.countChat(model, body as unknown as ChatBody),
     countText: (model, text) => counter.countText(model, text),
     close: () => counter.close(),
-  };
-}
-
-/** The token counter: the one handed in, or one started now (its encodings load in the background). */
-function tokenCounting(
-  given: (TokenCounting & { close?(): Promise<void> }) | undefined,
-  log: Logger,
-): { tokens: TokenCounting; tokensReady: () => Promise<void>; closeTokens: () => Promise<void> } {
-  if (given) return { tokens: given, tokensReady: async () => {}, closeTokens: async () => given.close?.() };
-  const counter = TokenCounter.create({ log });
-  // A failure surfaces on the first count (and at start-up through tokensReady), not as an unhandled rejection.
-  counter.catch(() => {});
-  return {
-    tokens: {
-      countChat: async (model, body) => (await counter).countChat(model, body as unknown as ChatBody),
-      countText: async (model, text) => (await counter).countText(model, text),
-    },
-    tokensReady: async () => {
-      await counter;
-    },
-    closeTokens: async () => {
-      const c = await counter.catch(() => undefined);
-      await c?.close();
-    },
   };
 }
