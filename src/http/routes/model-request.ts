@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
 import { GatewayError } from '../../errors.js';
-import type { Endpoint, Next, Outcome, PipelineContext, StreamOutcome } from '../../pipeline/types.js';
+import type { Endpoint, Next, Outcome, PipelineContext } from '../../pipeline/types.js';
 import { ClientAbortedError } from '../../providers/upstream-client.js';
 import { toGatewayError } from '../error-reply.js';
 import type { RequestFinisher } from '../request-state.js';
@@ -133,37 +133,25 @@ async function run(
   reply.hijack();
   const streamClosed = deps.metrics?.streamOpened();
   try {
-    await writeSseFor(res, reply, outcome, request, state, cancel, deps);
+    await writeSse(res, reply.getHeaders() as Record<string, string>, outcome, {
+      onFirstChunk: () => {
+        state.ttftMs = performance.now() - state.startedAt;
+      },
+      onError: (err) => {
+        if (err instanceof ClientAbortedError || cancel.aborted) {
+          state.errorCode = 'client_aborted';
+          return undefined;
+        }
+        const ge = toGatewayError(err, deps.config.server.bodyLimitBytes);
+        state.errorCode = ge.code ?? 'error';
+        state.errorType = ge.type;
+        if (!(err instanceof GatewayError)) deps.log.error({ reqId: request.id, err }, 'stream failed');
+        else deps.log.warn({ reqId: request.id, code: ge.code, status: ge.status }, 'stream failed mid-way');
+        return ge;
+      },
+    });
   } finally {
     streamClosed?.();
   }
   state.usage = await outcome.usage;
-}
-
-function writeSseFor(
-  res: FastifyReply['raw'],
-  reply: FastifyReply,
-  outcome: StreamOutcome,
-  request: FastifyRequest,
-  state: FastifyRequest['tg'],
-  cancel: Canceller,
-  deps: ModelRouteDeps,
-): Promise<void> {
-  return writeSse(res, reply.getHeaders() as Record<string, string>, outcome, {
-    onFirstChunk: () => {
-      state.ttftMs = performance.now() - state.startedAt;
-    },
-    onError: (err) => {
-      if (err instanceof ClientAbortedError || cancel.aborted) {
-        state.errorCode = 'client_aborted';
-        return undefined;
-      }
-      const ge = toGatewayError(err, deps.config.server.bodyLimitBytes);
-      state.errorCode = ge.code ?? 'error';
-      state.errorType = ge.type;
-      if (!(err instanceof GatewayError)) deps.log.error({ reqId: request.id, err }, 'stream failed');
-      else deps.log.warn({ reqId: request.id, code: ge.code, status: ge.status }, 'stream failed mid-way');
-      return ge;
-    },
-  });
 }
