@@ -2,43 +2,26 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Alert, Alerter } from '../../../src/accounting/webhook.js';
 import type { BudgetConfig, TeamConfig } from '../../../src/config/schema.js';
-import { Canceller } from '../../../src/pipeline/abort.js';
 import { createAccountingStage, type RequestCost } from '../../../src/pipeline/stages/accounting.js';
 import type { Chunk, Deployment, Outcome, PipelineContext, Usage } from '../../../src/pipeline/types.js';
 import { createKeys } from '../../../src/stores/keys.js';
 import { MemoryStore } from '../../../src/stores/memory-store.js';
 import { createLogSink } from '../../helpers/log-sink.js';
+import { makePipelineContext } from '../../helpers/pipeline-context.js';
 
 const keys = createKeys('tg:');
 const NOW = Date.parse('2026-11-25T13:00:00Z');
 const DAY = keys.teamSpend('search', 'd:2026-11-25');
 const MONTH = keys.teamSpend('search', 'm:2026-11');
 const dep: Deployment = { id: 'fake/gpt-4o', provider: 'fake', model: 'gpt-4o' };
-let n = 0;
-
-function ctx(over: Partial<PipelineContext> = {}): PipelineContext {
-  const body = { model: 'gpt-4o', messages: [{ role: 'user', content: 'hello there' }] };
-  return {
-    reqId: `r${++n}`,
-    endpoint: 'chat',
-    team: { name: 'search', models: new Set(), allModels: true },
-    keyId: 'k1',
+const ctx = (over: Partial<PipelineContext> = {}): PipelineContext =>
+  makePipelineContext({
     model: 'gpt-4o',
-    body,
-    rawBody: Buffer.from(JSON.stringify(body)),
-    stream: false,
-    clientWantsUsage: false,
-    headers: {},
-    logFields: {},
-    signal: new Canceller(),
-    log: createLogSink().log,
-    candidates: [],
+    body: { model: 'gpt-4o', messages: [{ role: 'user', content: 'hello there' }] },
     deployment: dep,
     attempts: 1,
-    deadlineAt: undefined,
     ...over,
-  };
-}
+  });
 
 const usage = (prompt: number, completion: number): Usage => ({
   prompt_tokens: prompt,

@@ -6,35 +6,11 @@ import { createBudgetStage } from '../../../src/pipeline/stages/budget.js';
 import type { Outcome, PipelineContext } from '../../../src/pipeline/types.js';
 import { createKeys } from '../../../src/stores/keys.js';
 import { MemoryStore } from '../../../src/stores/memory-store.js';
-import { Canceller } from '../../../src/pipeline/abort.js';
-import { createLogSink } from '../../helpers/log-sink.js';
+import { makePipelineContext } from '../../helpers/pipeline-context.js';
 
 const keys = createKeys('tg:');
 const NOW = Date.parse('2026-11-25T13:00:00Z');
-let n = 0;
-
-function ctx(keyId = 'k1'): PipelineContext {
-  const body = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
-  return {
-    reqId: `r${++n}`,
-    endpoint: 'chat',
-    team: { name: 'search', models: new Set(), allModels: true },
-    keyId,
-    model: 'm',
-    body,
-    rawBody: Buffer.from(JSON.stringify(body)),
-    stream: false,
-    clientWantsUsage: false,
-    headers: {},
-    logFields: {},
-    signal: new Canceller(),
-    log: createLogSink().log,
-    candidates: [],
-    deployment: undefined,
-    attempts: 0,
-    deadlineAt: undefined,
-  };
-}
+const ctx = (keyId = 'k1'): PipelineContext => makePipelineContext({ keyId });
 
 const budget = (b: Partial<BudgetConfig>): BudgetConfig => ({
   period: 'month',
