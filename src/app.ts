@@ -58,7 +58,10 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
   const providers = deps.providers ?? createProviderRegistry(config);
   const storeHandle = deps.store ?? createStore(config.store, log);
   const { store, keys } = storeHandle;
-  const teams = createDynamicTeamRegistry(config, createStoreKeyRecords(store, keys), { log });
+  const teams = createDynamicTeamRegistry(config, createStoreKeyRecords(store, keys), {
+    log,
+    refreshMs: config.admin.keyRefreshMs,
+  });
   teams.start();
   const resilient = store instanceof ResilientStore ? store : undefined;
   const metrics = new Metrics({

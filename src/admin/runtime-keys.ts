@@ -6,13 +6,12 @@
 // The view only grows (records are never removed), so a reload merges and cannot undo a change
 // made here while it was in flight. When the store is away, the last known view keeps serving.
 import type { Logger } from 'pino';
+import { DEFAULT_KEY_REFRESH_MS } from '../config/defaults.js';
 import type { TeamConfig } from '../config/schema.js';
 import { StoreUnavailableError } from '../stores/store.js';
 import { hashKey, mintKey } from '../teams/keys.js';
 import { createTeamRegistry, type Principal, type Team, type TeamRegistry } from '../teams/registry.js';
 import type { KeyRecordStore, RuntimeKeyRecord, TeamKeyRecords } from './key-records.js';
-
-export const DEFAULT_KEY_REFRESH_MS = 5_000;
 
 /** The id a caller may choose for a key: the config schema's pattern. */
 export const KEY_ID = /^[A-Za-z0-9_-]{1,64}$/;

@@ -94,3 +94,6 @@ export const DEFAULT_ACCOUNTING = {
 export const DEFAULT_WEBHOOK = { timeoutMs: 5_000, attempts: 5, baseDelayMs: 500 };
 
 export const DEFAULT_ANOMALY = { multiple: 3, trailingHours: 24, minHourlyUsd: 1, checkIntervalSeconds: 60 };
+
+/** How often a replica reloads runtime keys and revocations (admin.keyRefreshMs). */
+export const DEFAULT_KEY_REFRESH_MS = 5_000;

@@ -13,6 +13,7 @@ import {
   DEFAULT_CACHE,
   DEFAULT_CONFIG_PATH,
   DEFAULT_CONNECTIONS,
+  DEFAULT_KEY_REFRESH_MS,
   DEFAULT_LIMITS,
   DEFAULT_MEMORY_CACHE_BYTES,
   DEFAULT_REDIS,
@@ -209,7 +210,7 @@ interface FileShape {
     webhook?: Partial<NonNullable<AccountingConfig['webhook']>> & { url: string };
     anomaly?: Partial<NonNullable<AccountingConfig['anomaly']>>;
   };
-  admin?: { keySha256?: string[] };
+  admin?: { keySha256?: string[]; keyRefreshMs?: number };
 }
 
 type FileBudget = Partial<BudgetConfig> & { period: BudgetConfig['period'] };
@@ -495,7 +496,7 @@ function finish(file: FileShape, source: string, env: Env): Config {
     teams,
     accounting: accountingConfig(file.accounting, env),
     tiers,
-    admin: { keySha256: adminHashes },
+    admin: { keySha256: adminHashes, keyRefreshMs: file.admin?.keyRefreshMs ?? DEFAULT_KEY_REFRESH_MS },
     source,
   });
 }

@@ -207,6 +207,8 @@ export interface AccountingConfig {
 export interface AdminConfig {
   /** sha256 (hex) of each admin key. TOLLGATE_ADMIN_KEY adds one. */
   keySha256: string[];
+  /** How often each replica reloads runtime keys and revocations from the store. */
+  keyRefreshMs: number;
 }
 
 export interface RedisConfig {
@@ -624,6 +626,7 @@ export const configFileSchema = {
       additionalProperties: false,
       properties: {
         keySha256: { type: 'array', items: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
+        keyRefreshMs: { type: 'integer', minimum: 10 },
       },
     },
   },

@@ -2,7 +2,7 @@
 // through the same YAML parsing and validation as a real config file.
 import { stringify } from 'yaml';
 import { TokenCounter } from '../../src/accounting/tokens.js';
-import { buildApp, tokenCountingOf, type Gateway } from '../../src/app.js';
+import { buildApp, tokenCountingOf, type AppDeps, type Gateway } from '../../src/app.js';
 import type { TokenCounting } from '../../src/pipeline/stages/accounting.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
@@ -32,12 +32,13 @@ export function sharedTokenCounter(): Promise<TokenCounting> {
 export async function startGateway(
   configObject: Record<string, unknown>,
   env: NodeJS.ProcessEnv = {},
+  deps: Pick<AppDeps, 'store'> = {},
 ): Promise<StartedGateway> {
   const config = parseConfig(stringify(configObject), 'test', env);
   const logs = createLogSink();
   // As `tollgate serve` does, the encodings load before the store connects; one counter serves
   // every gateway of a test process (loading costs about a second of blocked event loop).
-  const gateway = buildApp(config, { log: logs.log, tokens: await sharedTokenCounter() });
+  const gateway = buildApp(config, { ...deps, log: logs.log, tokens: await sharedTokenCounter() });
   await gateway.storeReady();
   const address = await gateway.app.listen({ host: '127.0.0.1', port: 0 });
   return { url: address, baseURL: `${address}/v1`, gateway, config, logs, close: () => gateway.close() };

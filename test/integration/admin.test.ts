@@ -1,26 +1,18 @@
 // The admin API through real HTTP: admin-key auth (team keys refused, off without an admin key),
 // spend by day from counters written as the accounting stage writes them, team budgets, keys
 // created and revoked at runtime taking effect on /v1 at once (and on a second replica after
-// its reload), and `tollgate spend` against it. The gateway here is a Fastify app with the
-// admin routes, the /v1 auth hook on the dynamic registry and /v1/models, as app.ts wires them.
+// its reload), and `tollgate spend` against it. Each replica is a real gateway (buildApp), the
+// replicas sharing one MemoryStore.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import Fastify, { type FastifyInstance } from 'fastify';
-import { createStoreKeyRecords } from '../../src/admin/key-records.js';
-import { createDynamicTeamRegistry, type DynamicTeamRegistry } from '../../src/admin/runtime-keys.js';
-import { runSpendCli, type SpendCliIo } from '../../src/admin/spend-cli.js';
-import type { Config, TeamConfig } from '../../src/config/schema.js';
-import { errors } from '../../src/errors.js';
-import { createAuthHook } from '../../src/http/auth.js';
-import { toGatewayError } from '../../src/http/error-reply.js';
-import { newRequestState } from '../../src/http/request-state.js';
-import { registerAdminRoutes } from '../../src/http/routes/admin.js';
-import { registerModelsRoute } from '../../src/http/routes/models.js';
+import { runSpendCli } from '../../src/admin/spend-cli.js';
+import type { TeamConfig } from '../../src/config/schema.js';
 import { MemoryStore } from '../../src/stores/memory-store.js';
 import { hashKey, mintKey } from '../../src/teams/keys.js';
-import { createLogSink, type LogSink } from '../helpers/log-sink.js';
-import { recordKeys, recordSpend, spend } from '../unit/admin/helpers.js';
+import type { LogSink } from '../helpers/log-sink.js';
+import { startGateway } from '../helpers/start-gateway.js';
+import { captureCli as capture, recordKeys, recordSpend, spend } from '../unit/admin/helpers.js';
 
 const ADMIN_KEY = 'tg-admin-0123456789abcdefghijklmnop';
 const keys = recordKeys('tg:');
@@ -40,60 +32,41 @@ function team(name: string, over: Partial<TeamConfig> = {}): TeamConfig & { key:
   };
 }
 
-/** What registerModelsRoute reads of the config. */
-const modelsConfig = {
-  models: {
-    'gpt-4o-mini': { name: 'gpt-4o-mini', deployments: [{ provider: 'fake' }] },
-  },
-} as unknown as Config;
-
 interface Replica {
   url: string;
-  app: FastifyInstance;
-  teams: DynamicTeamRegistry;
   logs: LogSink;
+  close(): Promise<void>;
 }
 
+/** The config file's shape of a team (what startGateway parses). */
+function teamEntry(t: TeamConfig): Record<string, unknown> {
+  return {
+    name: t.name,
+    keys: t.keys.map((k) => ({ id: k.id, sha256: k.sha256 })),
+    models: t.models,
+    ...(t.limits ? { limits: { rpm: t.limits.rpm, concurrency: t.limits.concurrency } } : {}),
+    budgets: t.budgets.map((b) => ({ period: b.period, usd: b.usd, thresholds: b.thresholds })),
+  };
+}
+
+/** A real gateway (buildApp) on `store`; several replicas may share one store. */
 async function startReplica(
   store: MemoryStore,
   teamList: TeamConfig[],
   adminKeySha256: string[],
-  refreshMs = 5_000,
+  keyRefreshMs = 5_000,
 ): Promise<Replica> {
-  const logs = createLogSink();
-  const teams = createDynamicTeamRegistry({ teams: teamList }, createStoreKeyRecords(store, keys), {
-    refreshMs,
-    log: logs.log,
-  });
-  await teams.refresh();
-  teams.start();
-  const app = Fastify();
-  app.decorateRequest('tg', null as never);
-  app.addHook('onRequest', (request, _reply, done) => {
-    request.tg = newRequestState();
-    done();
-  });
-  app.setErrorHandler((err, _request, reply) => {
-    const ge = toGatewayError(err, 1_000_000);
-    void reply.code(ge.status).headers(ge.headers).send(ge.toBody());
-  });
-  app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send(errors.notFound(request.method, request.url).toBody());
-  });
-  void app.register(async (v1) => {
-    v1.addHook('onRequest', createAuthHook(teams));
-    registerModelsRoute(v1, modelsConfig);
-  });
-  registerAdminRoutes(app, {
-    config: { teams: teamList, admin: { keySha256: adminKeySha256 } },
-    store,
-    keys,
-    teams,
-    log: logs.log,
-  });
-  app.addHook('onClose', async () => teams.close());
-  const url = await app.listen({ host: '127.0.0.1', port: 0 });
-  return { url, app, teams, logs };
+  const gw = await startGateway(
+    {
+      providers: { fake: { type: 'openai', baseUrl: 'http://127.0.0.1:9/v1', apiKey: 'sk-unused' } },
+      models: { 'gpt-4o-mini': { deployments: [{ provider: 'fake' }] } },
+      teams: teamList.map(teamEntry),
+      admin: { keySha256: adminKeySha256, keyRefreshMs },
+    },
+    {},
+    { store: { store, keys, ready: async () => true } },
+  );
+  return { url: gw.url, logs: gw.logs, close: () => gw.close() };
 }
 
 async function call(
@@ -156,8 +129,8 @@ describe('admin API', () => {
     );
   });
   after(async () => {
-    await a.app.close();
-    await b.app.close();
+    await a.close();
+    await b.close();
     await store.close();
   });
 
@@ -195,7 +168,7 @@ describe('admin API', () => {
           assert.equal(r.body.error.code, 'unknown_url');
         }
       } finally {
-        await off.app.close();
+        await off.close();
       }
     });
   });
@@ -329,7 +302,7 @@ describe('admin API', () => {
           [[id, 'config', true]],
         );
       } finally {
-        await replica.app.close();
+        await replica.close();
       }
     });
 
@@ -367,17 +340,6 @@ describe('admin API', () => {
   });
 
   describe('tollgate spend', () => {
-    function capture(env: NodeJS.ProcessEnv) {
-      const out = { stdout: '', stderr: '', code: 0 };
-      const io: SpendCliIo = {
-        stdout: (t) => (out.stdout += t),
-        stderr: (t) => (out.stderr += t),
-        env,
-        exit: (c) => (out.code = c),
-      };
-      return { io, out };
-    }
-
     it("prints the team's spend by day and the totals from the running gateway", async () => {
       const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
       const c = capture({ TOLLGATE_ADMIN_KEY: ADMIN_KEY });
@@ -419,7 +381,7 @@ describe('admin API', () => {
 
       const closed = await startReplica(new MemoryStore(), [team('x')], [hashKey(ADMIN_KEY)]);
       const deadUrl = closed.url;
-      await closed.app.close();
+      await closed.close();
       c = capture({ TOLLGATE_ADMIN_KEY: ADMIN_KEY });
       await runSpendCli(['--team', 'x', '--url', deadUrl], c.io);
       assert.equal(c.out.code, 1);

@@ -1,6 +1,7 @@
 // Shared by the admin tests: the store keys of runtime key records (the `teamKeyRecords` method
 // keys.ts is to gain), and writing spend counters the way the accounting stage does.
 import type { KeyRecordKeys } from '../../../src/admin/key-records.js';
+import type { SpendCliIo } from '../../../src/admin/spend-cli.js';
 import { spendIncrements, type SpendRecord } from '../../../src/accounting/spend.js';
 import { createKeys, type Keys } from '../../../src/stores/keys.js';
 import type { Store } from '../../../src/stores/store.js';
@@ -37,4 +38,16 @@ export async function recordSpend(
     spendIncrements(keys, record, atMs, false),
     86_400_000 * 400,
   );
+}
+
+/** An io for runSpendCli that keeps what it prints and the exit code. */
+export function captureCli(env: NodeJS.ProcessEnv = {}) {
+  const out = { stdout: '', stderr: '', code: 0 };
+  const io: SpendCliIo = {
+    stdout: (t) => (out.stdout += t),
+    stderr: (t) => (out.stderr += t),
+    env,
+    exit: (c) => (out.code = c),
+  };
+  return { io, out };
 }

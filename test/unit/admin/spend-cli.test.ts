@@ -2,19 +2,9 @@
 // environment problems it refuses before calling anything (exit code 2, usage on stderr).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatSpendTable, runSpendCli, type SpendCliIo } from '../../../src/admin/spend-cli.js';
+import { formatSpendTable, runSpendCli } from '../../../src/admin/spend-cli.js';
 import type { SpendReport, SpendTotals } from '../../../src/admin/spend-report.js';
-
-function capture(env: NodeJS.ProcessEnv = {}) {
-  const out = { stdout: '', stderr: '', code: 0 };
-  const io: SpendCliIo = {
-    stdout: (t) => (out.stdout += t),
-    stderr: (t) => (out.stderr += t),
-    env,
-    exit: (c) => (out.code = c),
-  };
-  return { io, out };
-}
+import { captureCli as capture } from './helpers.js';
 
 const totals = (over: Partial<SpendTotals>): SpendTotals => ({
   requests: 0,
