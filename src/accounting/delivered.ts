@@ -1,27 +1,19 @@
 // What a stream actually delivered, for billing a stream that ended without a usage chunk (the
 // client left, the upstream failed): the text of content, refusal and tool-call argument
-// deltas, taken from each chunk's JSON text as it passes. No parse per chunk: an unescaped
-// `"content":"` cannot occur inside a JSON string, so indexOf finds exactly the members, and the
-// escaped value is kept as is until the end, when it is unescaped once.
+// deltas. While the stream runs, a chunk costs one array slot (its text is kept, not copied or
+// parsed); only a stream that needs the text pays for it, at the end. No parse even then: an
+// unescaped `"content":"` cannot occur inside a JSON string, so indexOf finds exactly the
+// members, and the escaped values are joined and unescaped once.
 const NEEDLES = ['"content":"', '"refusal":"', '"arguments":"'];
 const FINISH = '"finish_reason":"';
 
 export class DeliveredText {
-  private readonly parts: string[] = [];
+  private readonly chunks: string[] = [];
   /** The last finish_reason seen, if any. */
   finishReason: string | undefined;
 
   add(data: string): void {
-    for (const needle of NEEDLES) {
-      let i = data.indexOf(needle);
-      while (i >= 0) {
-        const start = i + needle.length;
-        const end = closingQuote(data, start);
-        if (end < 0) break;
-        if (end > start) this.parts.push(data.slice(start, end));
-        i = data.indexOf(needle, end);
-      }
-    }
+    this.chunks.push(data);
     const f = data.indexOf(FINISH);
     if (f >= 0) {
       const start = f + FINISH.length;
@@ -32,12 +24,28 @@ export class DeliveredText {
 
   /** Everything delivered, unescaped. */
   text(): string {
-    if (this.parts.length === 0) return '';
+    const parts: string[] = [];
+    for (const data of this.chunks) collect(data, parts);
+    if (parts.length === 0) return '';
     try {
-      return JSON.parse(`"${this.parts.join('')}"`) as string;
+      return JSON.parse(`"${parts.join('')}"`) as string;
     } catch {
       // Only a malformed chunk could get here; its escaped text is still about the right size.
-      return this.parts.join('');
+      return parts.join('');
+    }
+  }
+}
+
+/** The escaped values of the content, refusal and arguments members of one chunk's JSON text. */
+function collect(data: string, parts: string[]): void {
+  for (const needle of NEEDLES) {
+    let i = data.indexOf(needle);
+    while (i >= 0) {
+      const start = i + needle.length;
+      const end = closingQuote(data, start);
+      if (end < 0) break;
+      if (end > start) parts.push(data.slice(start, end));
+      i = data.indexOf(needle, end);
     }
   }
 }
