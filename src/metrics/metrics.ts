@@ -25,11 +25,20 @@ export const TTFT_BUCKETS_SECONDS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 
 type Labels = Record<string, string>;
 
 /**
- * A USD counter kept as integer micro-dollars and divided once per scrape, so the exposed total
- * is the double nearest the exact sum rather than an accumulation of float increments.
+ * A counter summed in a Map of our own and handed to prom-client only at scrape time. prom-client
+ * hashes the label object (sorting its names) on every inc, and the request path adds to these
+ * several times per request; here an add is one string key and a Map lookup. `divisor` turns
+ * the integer sum into the exposed unit once per scrape (USD from micro-dollars: the exposed
+ * total is the double nearest the exact sum, not an accumulation of float increments).
  */
-function usdCounter(registry: Registry, name: string, help: string, labelNames: string[]) {
-  const totals = new Map<string, { labels: Labels; micros: number }>();
+function summedCounter(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: string[],
+  divisor = 1,
+): (labels: Labels, n: number) => void {
+  const totals = new Map<string, { labels: Labels; sum: number }>();
   new Counter({
     name,
     help,
@@ -37,14 +46,15 @@ function usdCounter(registry: Registry, name: string, help: string, labelNames: 
     registers: [registry],
     collect() {
       this.reset();
-      for (const { labels, micros } of totals.values()) this.inc(labels, micros / 1_000_000);
+      for (const { labels, sum } of totals.values()) this.inc(labels, sum / divisor);
     },
   });
-  return (labels: Labels, micros: number) => {
-    const key = labelNames.map((n) => labels[n]).join('\u0000');
+  return (labels, n) => {
+    let key = '';
+    for (const l of labelNames) key += `${labels[l]}\u0000`;
     const entry = totals.get(key);
-    if (entry) entry.micros += micros;
-    else totals.set(key, { labels, micros });
+    if (entry) entry.sum += n;
+    else totals.set(key, { labels, sum: n });
   };
 }
 
@@ -65,11 +75,11 @@ export class Metrics {
   private readonly cacheLookups = new Map<string, { hits: number; misses: number }>();
   private stopLag: (() => void) | undefined;
 
-  private readonly requests: Counter;
+  private readonly addRequest: (labels: Labels, n: number) => void;
   private readonly requestErrors: Counter;
   private readonly latency: Histogram;
   private readonly ttft: Histogram;
-  private readonly tokens: Counter;
+  private readonly addTokens: (labels: Labels, n: number) => void;
   private readonly addCost: (labels: Labels, micros: number) => void;
   private readonly addSaved: (labels: Labels, micros: number) => void;
   private readonly priceUnknown: Counter;
@@ -94,12 +104,12 @@ export class Metrics {
     const key = options.keyLabels ? ['key_id'] : [];
     const registers = [r];
 
-    this.requests = new Counter({
-      name: 'tollgate_requests_total',
-      help: 'Requests answered, by team, requested model, endpoint, HTTP status and cache status.',
-      labelNames: ['team', 'model', 'endpoint', 'status', 'cache', ...key],
-      registers,
-    });
+    this.addRequest = summedCounter(
+      r,
+      'tollgate_requests_total',
+      'Requests answered, by team, requested model, endpoint, HTTP status and cache status.',
+      ['team', 'model', 'endpoint', 'status', 'cache', ...key],
+    );
     this.requestErrors = new Counter({
       name: 'tollgate_request_errors_total',
       help: 'Requests answered with an error, by error code.',
@@ -132,22 +142,26 @@ export class Metrics {
       buckets: TTFT_BUCKETS_SECONDS,
       registers,
     });
-    this.tokens = new Counter({
-      name: 'tollgate_tokens_total',
-      help: 'Tokens billed upstream, by type: cached is part of prompt, reasoning part of completion. Cache hits add none.',
-      labelNames: ['team', 'model', 'type', ...key],
-      registers,
-    });
-    this.addCost = usdCounter(r, 'tollgate_cost_usd_total', 'Upstream cost in USD.', [
-      'team',
-      'model',
-      ...key,
-    ]);
-    this.addSaved = usdCounter(
+    this.addTokens = summedCounter(
+      r,
+      'tollgate_tokens_total',
+      'Tokens billed upstream, by type: cached is part of prompt, reasoning part of completion. Cache hits add none.',
+      ['team', 'model', 'type', ...key],
+    );
+    const MICROS = 1_000_000;
+    this.addCost = summedCounter(
+      r,
+      'tollgate_cost_usd_total',
+      'Upstream cost in USD.',
+      ['team', 'model', ...key],
+      MICROS,
+    );
+    this.addSaved = summedCounter(
       r,
       'tollgate_cache_saved_usd_total',
       'What cache hits would have cost, in USD.',
       ['team', 'model', ...key],
+      MICROS,
     );
     this.priceUnknown = new Counter({
       name: 'tollgate_price_unknown_total',
@@ -223,7 +237,7 @@ export class Metrics {
     const status =
       Number.isInteger(o.status) && o.status >= 100 && o.status <= 599 ? String(o.status) : 'other';
     const cache = o.cache?.toLowerCase() ?? 'none';
-    this.requests.inc({ team, model, endpoint, status, cache, ...this.keyLabel(o.keyId) });
+    this.addRequest({ team, model, endpoint, status, cache, ...this.keyLabel(o.keyId) }, 1);
     if (o.errorCode) this.requestErrors.inc({ team, model, code: this.codes.value(o.errorCode) });
     if (o.cache === 'HIT' || o.cache === 'MISS') {
       const counts = this.cacheLookups.get(team) ?? { hits: 0, misses: 0 };
@@ -253,7 +267,7 @@ export class Metrics {
         ['cached', u.prompt_tokens_details?.cached_tokens],
         ['reasoning', u.completion_tokens_details?.reasoning_tokens],
       ];
-      for (const [type, n] of byType) if (countable(n) && n > 0) this.tokens.inc({ ...withKey, type }, n);
+      for (const [type, n] of byType) if (countable(n) && n > 0) this.addTokens({ ...withKey, type }, n);
     }
     if (c.costMicros === null)
       this.priceUnknown.inc({ deployment: this.deployments.value(c.deployment?.id) });
