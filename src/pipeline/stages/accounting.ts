@@ -246,9 +246,10 @@ export function createAccountingStage(deps: AccountingDeps, options: AccountingO
       // No answer. An upstream error is not billed by providers; a client that left while a
       // non-stream request was generating is billed its prompt, as the provider will.
       if (err instanceof ClientAbortedError && ctx.attempts > 0 && !ctx.stream) {
+        // A failed count still records the request (without usage), and records it once.
         void estimateUsage(ctx, '')
-          .then((u) => record(ctx, u, true))
-          .catch(() => record(ctx, undefined, true));
+          .catch(() => undefined)
+          .then((u) => record(ctx, u, true));
       } else {
         record(ctx, undefined, false);
       }
