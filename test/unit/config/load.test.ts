@@ -240,3 +240,12 @@ describe('zero config with several provider keys', () => {
     assert.equal(c.models['claude-*'], undefined);
   });
 });
+
+describe('config/tollgate.example.yaml', () => {
+  it('is a valid config (it once held an unquoted sha256 that YAML read as the number 0)', () => {
+    const c = loadConfig({ path: 'config/tollgate.example.yaml', env: { OPENAI_API_KEY: 'sk-example' } });
+    assert.equal(c.teams[0]?.keys[0]?.sha256, '0'.repeat(64));
+    assert.equal(c.teams[0]?.budgets.length, 2);
+    assert.equal(c.tiers.free?.maxOutputTokens, 1000);
+  });
+});
