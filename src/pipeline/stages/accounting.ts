@@ -15,6 +15,7 @@ import { ClientAbortedError } from '../../providers/upstream-client.js';
 import type { Keys } from '../../stores/keys.js';
 import type { Store } from '../../stores/store.js';
 import { periodOf } from '../../accounting/periods.js';
+import { embeddingsText } from '../routing/context-guard.js';
 import type { Deployment, Outcome, PipelineContext, Stage, StreamOutcome, Usage } from '../types.js';
 
 export interface Pricing {
@@ -201,7 +202,7 @@ export function createAccountingStage(deps: AccountingDeps, options: AccountingO
     const [prompt, completion] = await Promise.all([
       ctx.endpoint === 'chat'
         ? tokens.countChat(ctx.model, ctx.body)
-        : tokens.countText(ctx.model, inputText(ctx.body)),
+        : tokens.countText(ctx.model, embeddingsText(ctx.body)),
       delivered ? tokens.countText(ctx.model, delivered) : Promise.resolve(0),
     ]);
     return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
@@ -278,12 +279,4 @@ function finishReasonOf(parsed: unknown): string | undefined {
   const choices = (parsed as { choices?: { finish_reason?: unknown }[] } | undefined)?.choices;
   const f = Array.isArray(choices) ? choices[0]?.finish_reason : undefined;
   return typeof f === 'string' ? f : undefined;
-}
-
-/** The text of an embeddings input (strings only; token arrays are counted as given). */
-function inputText(body: Readonly<Record<string, unknown>>): string {
-  const input = body.input;
-  if (typeof input === 'string') return input;
-  if (Array.isArray(input)) return input.filter((x): x is string => typeof x === 'string').join('\n');
-  return '';
 }

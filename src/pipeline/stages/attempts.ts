@@ -15,6 +15,8 @@ import type { Keys } from '../../stores/keys.js';
 import { abortableSleep } from '../sleep.js';
 import type { Store } from '../../stores/store.js';
 import { estimateTokens } from '../limits/estimate.js';
+import { ContextGuard } from '../routing/context-guard.js';
+import type { TokenCounting } from './accounting.js';
 import { formatDuration } from '../limits/headers.js';
 import { usedTokens } from '../limits/reconcile.js';
 import type { Cooldowns } from '../routing/cooldown.js';
@@ -31,6 +33,8 @@ export interface AttemptsDeps {
   stats: DeploymentStats;
   random?: () => number;
   sleep?: (ms: number, signal: Cancellation) => Promise<void>;
+  /** Exact counts for the context-window guard near a window; without it the upstream decides. */
+  tokens?: TokenCounting | undefined;
   /** What the metrics count: failed attempts, retries on one deployment, moves to another. */
   events?: AttemptEvents;
 }
@@ -56,9 +60,7 @@ export function createAttemptsStage(deps: AttemptsDeps, routing: RoutingConfig, 
     const estimate = estimateTokens(ctx, limits);
     let soonestMs = Number.POSITIVE_INFINITY;
     let skippedForContext = 0;
-    // Tokens cover at most ~10 bytes in practice (English averages 4, code 3): a prompt above
-    // the window even at that rate cannot fit; between the two bounds the upstream decides.
-    const lowerBound = Math.ceil(ctx.rawBody.length / 10) + estimate.completion;
+    const guard = new ContextGuard(ctx, estimate, deps.tokens);
     let lastError: GatewayError | undefined;
     const tried = new Set<string>();
     let previous: Deployment | undefined;
@@ -70,7 +72,7 @@ export function createAttemptsStage(deps: AttemptsDeps, routing: RoutingConfig, 
         continue;
       }
       if (dep.contextOnly && skippedForContext === 0) continue;
-      if (dep.contextWindow !== undefined && lowerBound > dep.contextWindow) {
+      if (!(await guard.fits(dep))) {
         skippedForContext += 1;
         continue;
       }
@@ -154,7 +156,7 @@ export function createAttemptsStage(deps: AttemptsDeps, routing: RoutingConfig, 
       }
       if (skippedForContext > 0) {
         if (lastError?.code === 'context_length_exceeded') throw withAttempts(lastError, ctx);
-        throw errors.contextLengthExceeded(ctx.model, lowerBound);
+        throw errors.contextLengthExceeded(ctx.model, guard.neededTokens);
       }
       if (lastError) throw lastError;
       throw errors.upstreamTimeout(
