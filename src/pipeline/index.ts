@@ -88,7 +88,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     ),
     createRouteStage(config, stats),
     createAttemptsStage(
-      { store, keys, log, cooldowns, stats, events: deps.events },
+      { store, keys, log, cooldowns, stats, events: deps.events, tokens: deps.tokens },
       config.routing,
       config.limits,
     ),

@@ -47,6 +47,13 @@ describe('attempts: retries, fallbacks, cooldowns', () => {
           ],
         },
         tiny: { deployments: [{ provider: 'a', contextWindow: 20 }] },
+        // The body's bytes put these near their windows: the guard counts exactly.
+        near: {
+          deployments: [
+            { provider: 'a', model: 'gpt-4o', contextWindow: 2_000 },
+            { provider: 'b', model: 'gpt-4o', contextWindow: 4_000 },
+          ],
+        },
         quota: { deployments: [{ provider: 'a', rpm: 1 }] },
         ctx: { deployments: [{ provider: 'a' }], contextFallbacks: ['big-ctx'] },
         'big-ctx': { deployments: [{ provider: 'b', contextWindow: 1_000_000 }] },
@@ -149,6 +156,33 @@ describe('attempts: retries, fallbacks, cooldowns', () => {
     const body = (await none.json()) as { error: { code: string; param: string } };
     assert.equal(body.error.code, 'context_length_exceeded');
     assert.equal(a.requests.length, 0, 'no money spent');
+  });
+
+  it('counts a prompt near a window exactly, and skips the deployment it does not fit before any call', async () => {
+    const ask = (words: number) =>
+      fetch(`${gw.baseURL}/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${team.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'near',
+          max_tokens: 100,
+          messages: [{ role: 'user', content: 'hello world '.repeat(words) }],
+        }),
+      });
+    // 1,000 tokens of prompt: the bytes say "maybe not" for a 2,000 window; counted, it fits.
+    const fits = await ask(500);
+    assert.equal(fits.status, 200);
+    assert.equal(fits.headers.get('x-tollgate-model'), 'a/gpt-4o');
+    const fitsLine = await gw.logs.waitFor(
+      (l) => l.msg === 'request' && l.reqId === fits.headers.get('x-request-id'),
+    );
+    assert.ok((fitsLine.counted_prompt_tokens as number) >= 1_000);
+    // 2,000 tokens: counted, it does not fit a's window; b (4,000) takes it, a never sees it.
+    a.reset();
+    const bigger = await ask(1_000);
+    assert.equal(bigger.status, 200);
+    assert.equal(bigger.headers.get('x-tollgate-model'), 'b/gpt-4o');
+    assert.equal(a.requests.length, 0);
   });
 
   it('moves to a context-window fallback when the upstream says the prompt is too long, and only then', async () => {
