@@ -261,8 +261,17 @@ export function createAccountingStage(deps: AccountingDeps, options: AccountingO
       outcome.parsed ?? (Buffer.isBuffer(outcome.body) ? undefined : outcome.body),
     );
     if (finish) ctx.logFields.finish_reason = finish;
-    record(ctx, outcome.status === 200 ? outcome.usage : undefined, false);
-    return outcome;
+    if (outcome.status !== 200 || outcome.usage || ctx.logFields.cache === 'HIT') {
+      record(ctx, outcome.status === 200 ? outcome.usage : undefined, false);
+      return outcome;
+    }
+    // An upstream that reports no usage (some OpenAI-compatible servers): count prompt and answer.
+    // Rare, so the reply waits for the count (inline below 8 KB): the request's line and the
+    // reply then carry the estimated usage.
+    const answer = answerText(outcome.parsed ?? (Buffer.isBuffer(outcome.body) ? undefined : outcome.body));
+    const usage = await estimateUsage(ctx, answer).catch(() => undefined);
+    record(ctx, usage, usage !== undefined);
+    return { ...outcome, usage };
   };
 }
 
@@ -273,6 +282,26 @@ function featureOf(ctx: PipelineContext): string | undefined {
   const metadata = ctx.body.metadata as Record<string, unknown> | null | undefined;
   const v = fromHeader ?? (typeof metadata?.feature === 'string' ? metadata.feature : undefined);
   return v !== undefined && FEATURE.test(v) ? v : undefined;
+}
+
+/** The text of a chat.completion's choices: content, refusals and tool-call arguments. */
+function answerText(parsed: unknown): string {
+  const choices = (parsed as { choices?: unknown } | undefined)?.choices;
+  if (!Array.isArray(choices)) return '';
+  const parts: string[] = [];
+  for (const c of choices as { message?: Record<string, unknown> }[]) {
+    const m = c?.message;
+    if (!m) continue;
+    if (typeof m.content === 'string') parts.push(m.content);
+    if (typeof m.refusal === 'string') parts.push(m.refusal);
+    if (Array.isArray(m.tool_calls)) {
+      for (const t of m.tool_calls as { function?: { name?: unknown; arguments?: unknown } }[]) {
+        if (typeof t?.function?.name === 'string') parts.push(t.function.name);
+        if (typeof t?.function?.arguments === 'string') parts.push(t.function.arguments);
+      }
+    }
+  }
+  return parts.join('\n');
 }
 
 function finishReasonOf(parsed: unknown): string | undefined {

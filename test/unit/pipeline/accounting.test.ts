@@ -166,6 +166,26 @@ describe('accounting stage', () => {
     assert.equal(day!.cost, 14_000);
   });
 
+  it('counts prompt and answer when the upstream reports no usage, and says so', async () => {
+    const { stage } = setup();
+    const c = ctx();
+    const parsed = {
+      choices: [{ message: { role: 'assistant', content: 'four words of answer' }, finish_reason: 'stop' }],
+    };
+    const out = await stage(c, async () => ({
+      kind: 'json',
+      status: 200,
+      headers: {},
+      body: {},
+      parsed,
+      usage: undefined,
+    }));
+    // countChat says 11; the fake counter counts 4 words of answer.
+    assert.deepEqual(out.kind === 'json' ? out.usage : undefined, usage(11, 4));
+    assert.equal(c.logFields.estimated, true);
+    assert.equal(c.logFields.cost_usd, 0.015);
+  });
+
   it('sends each budget threshold alert once, from the request that crossed it', async () => {
     const budgets: BudgetConfig[] = [
       { period: 'month', usd: 1, tokens: undefined, thresholds: [50, 80, 100] },
