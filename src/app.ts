@@ -217,7 +217,7 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
       teams.close();
       readiness.draining = true;
       await app.close();
-      pipeline.close();
+      await pipeline.close();
       anomaly?.stop();
       await alerter.drain();
       ledger?.close();

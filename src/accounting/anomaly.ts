@@ -51,7 +51,7 @@ export function startAnomalyWatch(
       return;
     const [alerts] = await deps.store.settle(
       deps.keys.teamBudgetLeases(team),
-      undefined,
+      [],
       [{ key: hours[0]!, field: 'anomaly_alerts', by: 1 }],
       retentionMs,
     );

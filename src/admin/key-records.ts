@@ -88,7 +88,7 @@ export function createStoreKeyRecords(
   const add = async (team: string, field: string): Promise<boolean> => {
     const written = await store.settle(
       keys.teamBudgetLeases(team),
-      undefined,
+      [],
       [{ key: keys.teamKeyRecords(team), field, by: 1 }],
       KEY_RECORD_TTL_MS,
     );

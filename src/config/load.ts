@@ -235,6 +235,7 @@ function accountingConfig(file: FileShape['accounting'], env: Env): AccountingCo
     ledgerPath: file?.ledgerPath ?? (env.TOLLGATE_LEDGER || undefined),
     retentionDays: file?.retentionDays ?? DEFAULT_ACCOUNTING.retentionDays,
     metricsKeyLabels: file?.metricsKeyLabels ?? DEFAULT_ACCOUNTING.metricsKeyLabels,
+    flushMs: file?.flushMs ?? DEFAULT_ACCOUNTING.flushMs,
     webhook: url
       ? {
           url,

@@ -202,6 +202,8 @@ export interface AccountingConfig {
   anomaly: AnomalyConfig | undefined;
   /** Label metrics with key ids (off: unbounded label cardinality). */
   metricsKeyLabels: boolean;
+  /** Spend gathers this long before it is written (one store call per team per window). */
+  flushMs: number;
 }
 
 export interface AdminConfig {
@@ -597,6 +599,7 @@ export const configFileSchema = {
         ledgerPath: { type: 'string', minLength: 1 },
         retentionDays: positiveInt,
         metricsKeyLabels: { type: 'boolean' },
+        flushMs: { type: 'integer', minimum: 0, maximum: 10_000 },
         webhook: {
           type: 'object',
           additionalProperties: false,

@@ -8,6 +8,8 @@ import type { Keys } from '../stores/keys.js';
 import type { Store } from '../stores/store.js';
 import type { Alerter } from '../accounting/webhook.js';
 import type { Ledger } from '../accounting/ledger.js';
+import { SpendWriter } from '../accounting/spend-writer.js';
+import { createThresholdCheck } from '../accounting/thresholds.js';
 import {
   createAccountingStage,
   type Pricing,
@@ -44,8 +46,8 @@ export interface PipelineDeps {
 
 export interface Pipeline {
   next: Next;
-  /** Stops the pipeline's background work (cooldown refresh). */
-  close(): void;
+  /** Stops the pipeline's background work (cooldown refresh) and writes the spend still queued. */
+  close(): Promise<void>;
 }
 
 export function createPipeline(deps: PipelineDeps): Pipeline {
@@ -55,19 +57,18 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const retentionMs = config.accounting.retentionDays * 86_400_000;
   // A reservation or slot not released by then belongs to a request that cannot still be running.
   const leaseMs = maxTotalTimeoutMs(config) + 60_000;
+  const spend = new SpendWriter(
+    { store, keys, log },
+    {
+      retentionMs,
+      flushMs: config.accounting.flushMs,
+      onSettled: createThresholdCheck(config.teams, keys, deps.alerter),
+    },
+  );
   const stages: Stage[] = [
     createAccountingStage(
-      {
-        store,
-        keys,
-        log,
-        pricing,
-        tokens: deps.tokens,
-        alerter: deps.alerter,
-        ledger: deps.ledger,
-        onCost: deps.onCost,
-      },
-      { teams: config.teams, retentionMs, hourly: config.accounting.anomaly !== undefined },
+      { keys, spend, pricing, tokens: deps.tokens, ledger: deps.ledger, onCost: deps.onCost },
+      { hourly: config.accounting.anomaly !== undefined },
     ),
     createCacheStage({ store, keys, log }, cacheOptions(config)),
     createBudgetStage(
@@ -93,7 +94,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       config.limits,
     ),
   ];
-  return { next: compose(stages, createProviderStage(providers)), close: () => cooldowns.close() };
+  return {
+    next: compose(stages, createProviderStage(providers)),
+    close: async () => {
+      cooldowns.close();
+      await spend.flush();
+    },
+  };
 }
 
 /** Folds stages into one Next: stages[0] runs first and calls into stages[1], ... then `last`. */

@@ -154,13 +154,13 @@ export class MemoryStore implements Store {
 
   async settle(
     leaseKey: string,
-    leaseId: string | undefined,
+    leaseIds: readonly string[],
     increments: CounterIncrement[],
     ttlMs: number,
   ): Promise<number[]> {
     const now = this.now();
     this.reap(leaseKey, now);
-    if (leaseId !== undefined) this.releaseReservation(leaseKey, leaseId, now);
+    for (const id of leaseIds) this.releaseReservation(leaseKey, id, now);
     return increments.map((i) => this.increment(i.key, i.field, i.by, ttlMs, now));
   }
 

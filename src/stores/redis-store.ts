@@ -98,14 +98,21 @@ export class RedisStore implements Store {
 
   async settle(
     leaseKey: string,
-    leaseId: string | undefined,
+    leaseIds: readonly string[],
     increments: CounterIncrement[],
     ttlMs: number,
   ): Promise<number[]> {
     const keys = [leaseKey, leaseAmountsKey(leaseKey), ...increments.map((i) => i.key)];
     const argv = increments.flatMap((i) => [i.field, integer(i.by)]);
     const reply = asArray(
-      await this.scripts[SETTLE](keys.length, ...keys, leaseId ?? '', Math.ceil(ttlMs), ...argv),
+      await this.scripts[SETTLE](
+        keys.length,
+        ...keys,
+        leaseIds.length,
+        ...leaseIds,
+        Math.ceil(ttlMs),
+        ...argv,
+      ),
       increments.length,
     );
     return reply.map(toNumber);

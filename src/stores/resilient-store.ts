@@ -172,14 +172,13 @@ export class ResilientStore implements Store {
    */
   async settle(
     leaseKey: string,
-    leaseId: string | undefined,
+    leaseIds: readonly string[],
     increments: CounterIncrement[],
     ttlMs: number,
   ): Promise<number[]> {
-    if (this.policy === 'open' && leaseId !== undefined)
-      await this.local.settle(leaseKey, leaseId, [], ttlMs);
+    if (this.policy === 'open' && leaseIds.length > 0) await this.local.settle(leaseKey, leaseIds, [], ttlMs);
     return this.call(
-      () => this.redis.settle(leaseKey, leaseId, increments, ttlMs),
+      () => this.redis.settle(leaseKey, leaseIds, increments, ttlMs),
       async () => {
         this.buffer({ leaseKey, increments, ttlMs });
         return [];
@@ -295,7 +294,7 @@ export class ResilientStore implements Store {
       while (this.pending.length > 0 && !this.isDegraded && !this.closing) {
         const p = this.pending[0]!;
         try {
-          await withTimeout(this.redis.settle(p.leaseKey, undefined, p.increments, p.ttlMs), this.timeoutMs);
+          await withTimeout(this.redis.settle(p.leaseKey, [], p.increments, p.ttlMs), this.timeoutMs);
         } catch {
           return;
         }

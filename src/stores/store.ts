@@ -99,13 +99,13 @@ export interface Store {
    */
   reserve(lease: Lease, checks: BudgetCheck[], ttlMs: number): Promise<ReserveResult>;
   /**
-   * Atomically: releases the reservation `leaseId` holds in the lease set `leaseKey` (if it
-   * still does; undefined: none) and adds every increment. Returns each counter's value after
-   * its increment. Counter hashes live at least `ttlMs` after their last change.
+   * Atomically: releases the reservations `leaseIds` hold in the lease set `leaseKey` (those that
+   * still do) and adds every increment. Returns each counter's value after its increment.
+   * Counter hashes live at least `ttlMs` after their last change.
    */
   settle(
     leaseKey: string,
-    leaseId: string | undefined,
+    leaseIds: readonly string[],
     increments: CounterIncrement[],
     ttlMs: number,
   ): Promise<number[]>;

@@ -240,7 +240,7 @@ describe('ResilientStore through Redis outages', () => {
     const keys = createKeys(randomKeyPrefix());
     const day = keys.teamSpend('outage', 'd:2026-11-25');
     const leases = keys.teamBudgetLeases('outage');
-    const add = (by: number) => store.settle(leases, undefined, [{ key: day, field: 'cost', by }], 3_600_000);
+    const add = (by: number) => store.settle(leases, [], [{ key: day, field: 'cost', by }], 3_600_000);
     assert.deepEqual(await add(5), [5]);
     await stopRedisServer(server);
     // 30 increments fit the buffer; the 31st is dropped and counted, never silently.

@@ -397,7 +397,7 @@ export function runStoreContract(
         const leases = subject.keys.teamBudgetLeases(tm);
         const first = await store.settle(
           leases,
-          undefined,
+          [],
           [
             { key: day, field: 'usd', by: 1_250 },
             { key: day, field: 'tokens', by: 40 },
@@ -406,7 +406,7 @@ export function runStoreContract(
           HOUR,
         );
         assert.deepEqual(first, [1_250, 40, 1_250]);
-        const second = await store.settle(leases, undefined, [{ key: day, field: 'usd', by: 3 }], HOUR);
+        const second = await store.settle(leases, [], [{ key: day, field: 'usd', by: 3 }], HOUR);
         assert.deepEqual(second, [1_253]);
         assert.deepEqual(await store.readCounters([day, month, subject.keys.teamSpend(tm, 'd:1999-01-01')]), [
           { usd: 1_253, tokens: 40 },
@@ -421,7 +421,7 @@ export function runStoreContract(
         const leases = subject.keys.teamBudgetLeases(tm);
         await Promise.all(
           Array.from({ length: 200 }, (_, i) =>
-            store.settle(leases, undefined, [{ key: day, field: 'usd', by: 1_000_003 + i }], HOUR),
+            store.settle(leases, [], [{ key: day, field: 'usd', by: 1_000_003 + i }], HOUR),
           ),
         );
         const expected = Array.from({ length: 200 }, (_, i) => 1_000_003 + i).reduce((a, b) => a + b, 0);
@@ -433,7 +433,7 @@ export function runStoreContract(
         await assert.rejects(
           store.settle(
             subject.keys.teamBudgetLeases(tm),
-            undefined,
+            [],
             [{ key: subject.keys.teamSpend(tm, 'd:x'), field: 'usd', by: 1.5 }],
             HOUR,
           ),
@@ -452,7 +452,7 @@ export function runStoreContract(
         assert.deepEqual(c, { admitted: false, exhausted: 0, used: [120] });
         assert.deepEqual(await store.readCounters([day]), [{ 'usd:reserved': 120 }]);
         // a actually cost 10: its reservation goes, its spend stays.
-        await store.settle(lease(tm, 'a').key, 'a', [{ key: day, field: 'usd', by: 10 }], HOUR);
+        await store.settle(lease(tm, 'a').key, ['a'], [{ key: day, field: 'usd', by: 10 }], HOUR);
         assert.deepEqual(await store.readCounters([day]), [{ usd: 10, 'usd:reserved': 60 }]);
         const d = await store.reserve(lease(tm, 'd'), [check(day, 100, 20)], HOUR);
         assert.deepEqual(d, { admitted: true, exhausted: -1, used: [70] });
@@ -464,7 +464,7 @@ export function runStoreContract(
         const month = subject.keys.teamSpend(tm, 'm:x');
         await store.settle(
           subject.keys.teamBudgetLeases(tm),
-          undefined,
+          [],
           [{ key: month, field: 'usd', by: 500 }],
           HOUR,
         );
@@ -490,8 +490,8 @@ export function runStoreContract(
         const day = subject.keys.teamSpend(tm, 'd:x');
         await store.reserve(lease(tm, 'a'), [check(day, 100, 40)], HOUR);
         await store.reserve(lease(tm, 'b'), [check(day, 100, 40)], HOUR);
-        await store.settle(lease(tm, 'a').key, 'a', [], HOUR);
-        await store.settle(lease(tm, 'a').key, 'a', [], HOUR);
+        await store.settle(lease(tm, 'a').key, ['a'], [], HOUR);
+        await store.settle(lease(tm, 'a').key, ['a'], [], HOUR);
         assert.deepEqual(await store.readCounters([day]), [{ 'usd:reserved': 40 }]);
       });
 
@@ -509,12 +509,7 @@ export function runStoreContract(
       it('forgets counters when their TTL has passed', async () => {
         const tm = team();
         const day = subject.keys.teamSpend(tm, 'd:x');
-        await store.settle(
-          subject.keys.teamBudgetLeases(tm),
-          undefined,
-          [{ key: day, field: 'usd', by: 7 }],
-          40,
-        );
+        await store.settle(subject.keys.teamBudgetLeases(tm), [], [{ key: day, field: 'usd', by: 7 }], 40);
         assert.deepEqual(await store.readCounters([day]), [{ usd: 7 }]);
         await clock.sleep(40 + clock.slackMs + 20);
         assert.deepEqual(await store.readCounters([day]), [{}]);

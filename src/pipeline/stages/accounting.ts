@@ -3,18 +3,14 @@
 // deployment's price. A stream that ended without usage (the client left, the upstream failed)
 // is billed for its prompt (counted exactly) plus what was actually delivered (counted), marked
 // `estimated`. A cache hit costs 0 and records what it saved. Then, without making the client
-// wait: the log line's fields, one atomic store call that adds to the spend counters and settles
-// the budget reservation, threshold alerts, the ledger line and the metrics.
-import type { Logger } from 'pino';
+// wait: the log line's fields, the spend counters and the budget reservation's release (batched
+// by the SpendWriter, which also runs the threshold alerts), the ledger line and the metrics.
 import { DeliveredText } from '../../accounting/delivered.js';
 import type { Ledger } from '../../accounting/ledger.js';
-import { budgetMeasures, microsToUsd, spendIncrements, type SpendRecord } from '../../accounting/spend.js';
-import type { Alerter } from '../../accounting/webhook.js';
-import type { BudgetConfig, TeamConfig } from '../../config/schema.js';
+import { microsToUsd, spendIncrements, type SpendRecord } from '../../accounting/spend.js';
+import type { SpendWriter } from '../../accounting/spend-writer.js';
 import { ClientAbortedError } from '../../providers/upstream-client.js';
 import type { Keys } from '../../stores/keys.js';
-import type { Store } from '../../stores/store.js';
-import { periodOf } from '../../accounting/periods.js';
 import { embeddingsText } from '../routing/context-guard.js';
 import type { Deployment, Outcome, PipelineContext, Stage, StreamOutcome, Usage } from '../types.js';
 
@@ -44,12 +40,11 @@ export interface RequestCost {
 }
 
 export interface AccountingDeps {
-  store: Store;
   keys: Keys;
-  log: Logger;
+  /** Writes spend in batches (and releases budget reservations with it). */
+  spend: SpendWriter;
   pricing: Pricing;
   tokens: TokenCounting;
-  alerter: Alerter;
   ledger?: Ledger | undefined;
   /** Called once per request with its cost (metrics). */
   onCost?: (c: RequestCost) => void;
@@ -57,8 +52,6 @@ export interface AccountingDeps {
 }
 
 export interface AccountingOptions {
-  teams: readonly TeamConfig[];
-  retentionMs: number;
   /** Also count cost per hour (the anomaly check reads it). */
   hourly: boolean;
 }
@@ -66,22 +59,9 @@ export interface AccountingOptions {
 export const FEATURE_HEADER = 'x-tollgate-feature';
 const FEATURE = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$/;
 
-interface Watched {
-  budget: BudgetConfig;
-  keyId: string | undefined;
-}
-
 export function createAccountingStage(deps: AccountingDeps, options: AccountingOptions): Stage {
-  const { store, keys, log, pricing, tokens, alerter, ledger } = deps;
+  const { keys, spend, pricing, tokens, ledger } = deps;
   const now = deps.now ?? Date.now;
-  const watched = new Map<string, Watched[]>();
-  for (const t of options.teams) {
-    const list: Watched[] = [
-      ...t.budgets.map((budget) => ({ budget, keyId: undefined })),
-      ...t.keys.flatMap((k) => k.budgets.map((budget) => ({ budget, keyId: k.id }))),
-    ];
-    if (list.length > 0) watched.set(t.name, list);
-  }
 
   /** Fills the log fields now; writes counters, ledger and alerts in the background. */
   function record(ctx: PipelineContext, usage: Usage | undefined, estimated: boolean): Usage | undefined {
@@ -137,64 +117,8 @@ export function createAccountingStage(deps: AccountingDeps, options: AccountingO
       saved_micros: savedMicros,
       estimated,
     });
-    void settle(ctx, r);
+    spend.add(r.team, ctx.budgetLeaseId, spendIncrements(keys, r, now(), options.hourly));
     return usage;
-  }
-
-  async function settle(ctx: PipelineContext, r: SpendRecord): Promise<void> {
-    const t = now();
-    const increments = spendIncrements(keys, r, t, options.hourly);
-    let totals: number[];
-    try {
-      totals = await store.settle(
-        keys.teamBudgetLeases(r.team),
-        ctx.budgetLeaseId,
-        increments,
-        options.retentionMs,
-      );
-    } catch (err) {
-      // ResilientStore buffers through outages; reaching here is a store bug or MemoryStore misuse.
-      log.error({ reqId: ctx.reqId, err, spend: r }, 'spend could not be recorded');
-      return;
-    }
-    if (totals.length === increments.length) checkThresholds(r, increments, totals, t);
-  }
-
-  /** The request whose increment carried a counter across a threshold sends that alert: once per period. */
-  function checkThresholds(
-    r: SpendRecord,
-    increments: { key: string; field: string; by: number }[],
-    totals: number[],
-    t: number,
-  ): void {
-    const list = watched.get(r.team);
-    if (!list) return;
-    for (const w of list) {
-      if (w.keyId !== undefined && w.keyId !== r.keyId) continue;
-      const key = keys.teamSpend(r.team, periodOf(w.budget.period, t));
-      for (const m of budgetMeasures(w.budget, w.keyId)) {
-        const i = increments.findIndex((inc) => inc.key === key && inc.field === m.spentField);
-        if (i < 0) continue;
-        const after = totals[i]!;
-        const before = after - increments[i]!.by;
-        for (const pct of w.budget.thresholds) {
-          const mark = (m.limit * pct) / 100;
-          if (before < mark && after >= mark) {
-            const usd = m.metric === 'usd';
-            alerter.send({
-              type: 'budget.threshold',
-              team: r.team,
-              ...(w.keyId === undefined ? {} : { keyId: w.keyId }),
-              period: periodOf(w.budget.period, t).slice(2),
-              metric: m.metric,
-              threshold_percent: pct,
-              limit: usd ? microsToUsd(m.limit) : m.limit,
-              used: usd ? microsToUsd(after) : after,
-            });
-          }
-        }
-      }
-    }
   }
 
   /** Prompt counted exactly, plus the completion actually delivered: the bill of an interrupted stream. */

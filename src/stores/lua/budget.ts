@@ -79,15 +79,16 @@ return {1, -1, unpack(used)}
 
 /**
  * KEYS: lease set, lease amounts hash, then one counter hash per increment.
- * ARGV: lease id ('' for none), ttl ms, then per increment: field, by (integer string).
+ * ARGV: number of lease ids, the lease ids, ttl ms, then per increment: field, by (integer string).
  * Returns each counter's value after its increment.
  */
 export const SETTLE_LUA = `${REAP}
-local id, ttl_ms = ARGV[1], tonumber(ARGV[2])
-if id ~= '' then release(amounts, leases, id) end
+local ids = tonumber(ARGV[1])
+for i = 2, ids + 1 do release(amounts, leases, ARGV[i]) end
+local ttl_ms = tonumber(ARGV[ids + 2])
 local out = {}
 for i = 1, #KEYS - 2 do
-  local key, a = KEYS[i + 2], 3 + (i - 1) * 2
+  local key, a = KEYS[i + 2], ids + 3 + (i - 1) * 2
   out[i] = redis.call('HINCRBY', key, ARGV[a], ARGV[a + 1])
   keep(key, ttl_ms)
 end

@@ -21,7 +21,7 @@ function setup() {
   const spend = (hoursAgo: number, usd: number) =>
     store.settle(
       keys.teamBudgetLeases('t'),
-      undefined,
+      [],
       [{ key: keys.teamSpend('t', hourOf(NOW - hoursAgo * HOUR)), field: 'cost', by: usd * 1_000_000 }],
       30 * 86_400_000,
     );

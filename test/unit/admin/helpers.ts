@@ -34,7 +34,7 @@ export async function recordSpend(
 ): Promise<void> {
   await store.settle(
     keys.teamBudgetLeases(record.team),
-    undefined,
+    [],
     spendIncrements(keys, record, atMs, false),
     86_400_000 * 400,
   );

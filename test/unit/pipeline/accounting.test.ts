@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Alert, Alerter } from '../../../src/accounting/webhook.js';
 import type { BudgetConfig, TeamConfig } from '../../../src/config/schema.js';
+import { SpendWriter } from '../../../src/accounting/spend-writer.js';
+import { createThresholdCheck } from '../../../src/accounting/thresholds.js';
 import { createAccountingStage, type RequestCost } from '../../../src/pipeline/stages/accounting.js';
 import type { Chunk, Deployment, Outcome, PipelineContext, Usage } from '../../../src/pipeline/types.js';
 import { createKeys } from '../../../src/stores/keys.js';
@@ -48,11 +50,19 @@ function setup(opts: { budgets?: BudgetConfig[]; price?: number | null } = {}) {
   const alerter: Alerter = { send: (a) => alerts.push(a), drain: async () => {} };
   // $1 per 1,000 tokens of any kind: 1,000 micro-dollars a token.
   const perToken = opts.price === undefined ? 1_000 : opts.price;
+  // Written at the end of each turn (flushMs 0), with the threshold check the pipeline wires in.
+  const spend = new SpendWriter(
+    { store, keys, log: createLogSink().log },
+    {
+      retentionMs: 86_400_000,
+      flushMs: 0,
+      onSettled: createThresholdCheck([team(opts.budgets)], keys, alerter, () => NOW),
+    },
+  );
   const stage = createAccountingStage(
     {
-      store,
       keys,
-      log: createLogSink().log,
+      spend,
       pricing: {
         costMicros: (_d, u) => (perToken === null ? null : perToken * u.total_tokens),
         modelCostMicros: (_m, u) => (perToken === null ? null : perToken * u.total_tokens),
@@ -61,11 +71,10 @@ function setup(opts: { budgets?: BudgetConfig[]; price?: number | null } = {}) {
         countChat: async () => 11,
         countText: async (_m, text) => text.split(' ').filter(Boolean).length,
       },
-      alerter,
       onCost: (c) => costs.push(c),
       now: () => NOW,
     },
-    { teams: [team(opts.budgets)], retentionMs: 86_400_000, hourly: false },
+    { hourly: false },
   );
   return { store, stage, alerts, costs };
 }
@@ -186,23 +195,31 @@ describe('accounting stage', () => {
     assert.equal(c.logFields.cost_usd, 0.015);
   });
 
-  it('sends each budget threshold alert once, from the request that crossed it', async () => {
+  it('sends each budget threshold alert once, from the written batch that crossed it', async () => {
     const budgets: BudgetConfig[] = [
       { period: 'month', usd: 1, tokens: undefined, thresholds: [50, 80, 100] },
     ];
     const { stage, alerts } = setup({ budgets });
-    // 30 requests of $0.10 each, concurrently: $3 against a $1 budget (no budget stage here).
-    await Promise.all(
-      Array.from({ length: 30 }, () =>
-        stage(ctx(), async () => ({
-          kind: 'json',
-          status: 200,
-          headers: {},
-          body: {},
-          usage: usage(90, 10),
-        })),
-      ),
-    );
+    // 30 requests of $0.10 each: $3 against a $1 budget (no budget stage here). Half arrive
+    // together (one written batch), half one by one (a batch each).
+    const one = () =>
+      stage(ctx(), async () => ({
+        kind: 'json',
+        status: 200,
+        headers: {},
+        body: {},
+        usage: usage(90, 10),
+      }));
+    for (let i = 0; i < 5; i++) {
+      await one();
+      await settled();
+    }
+    await Promise.all(Array.from({ length: 15 }, one));
+    await settled();
+    for (let i = 0; i < 10; i++) {
+      await one();
+      await settled();
+    }
     await settled();
     assert.deepEqual(
       alerts.map((a) => (a.type === 'budget.threshold' ? a.threshold_percent : -1)).sort((a, b) => a - b),

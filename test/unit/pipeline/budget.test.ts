@@ -68,7 +68,7 @@ describe('budget stage', () => {
     const { run, store } = setup(team([budget({ usd: 1 })]));
     await store.settle(
       keys.teamBudgetLeases('search'),
-      undefined,
+      [],
       [{ key: keys.teamSpend('search', 'm:2026-11'), field: 'cost', by: 1_000_000 }],
       60_000,
     );
