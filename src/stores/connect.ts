@@ -17,7 +17,10 @@ export interface RedisConnectionOptions {
   sentinel?: { name: string; sentinels: { host: string; port: number }[]; password?: string };
   /** Cluster: a few startup nodes; the rest are discovered. */
   cluster?: { nodes: { host: string; port: number }[] };
-  /** Longest wait for one command's reply. */
+  /**
+   * Longest wait for one command's reply on the request path. ResilientStore enforces it;
+   * the client itself gets commandTimeoutBackstopMs of it (see there).
+   */
   commandTimeoutMs: number;
   /** Longest wait for a connection (TCP, TLS, AUTH) to be established. */
   connectTimeoutMs: number;
@@ -33,12 +36,22 @@ export function reconnectDelayMs(attempt: number): number {
   return Math.min(attempt * 100, 2_000);
 }
 
+/**
+ * The client's own command timeout: a backstop well above the store's deadline. ioredis's
+ * timer fires in the event loop's timers phase, before a reply already in the socket is read,
+ * so at the store's deadline it would fail calls Redis had answered whenever the loop is busy.
+ * ResilientStore's deadline lets that reply be read first; this one only bounds direct users.
+ */
+export function commandTimeoutBackstopMs(commandTimeoutMs: number): number {
+  return Math.max(1_000, commandTimeoutMs * 10);
+}
+
 export function createRedisClient(options: RedisConnectionOptions): Redis | Cluster {
   if (options.sentinel && options.cluster) {
     throw new Error('Redis: configure either sentinel or cluster, not both');
   }
   const common: RedisOptions = {
-    commandTimeout: options.commandTimeoutMs,
+    commandTimeout: commandTimeoutBackstopMs(options.commandTimeoutMs),
     connectTimeout: options.connectTimeoutMs,
     // In-flight commands fail when the connection drops; a resent script could charge twice.
     maxRetriesPerRequest: 0,

@@ -39,7 +39,11 @@ export function createStore(config: StoreConfig, log: Logger): StoreHandle {
     commandTimeoutMs: r.commandTimeoutMs,
     connectTimeoutMs: r.connectTimeoutMs,
   });
-  const store = new ResilientStore(new RedisStore(client), { policy: r.onUnavailable, local: memory });
+  const store = new ResilientStore(new RedisStore(client), {
+    policy: r.onUnavailable,
+    local: memory,
+    timeoutMs: r.commandTimeoutMs,
+  });
   store.onStateChange((state, cause) => {
     if (state === 'degraded') {
       log.warn(

@@ -1,7 +1,7 @@
 // ResilientStore: the RedisStore as the pipeline sees it, so that Redis trouble is a config
 // choice and never a crash or a hang. Every call is bounded: while the client is not 'ready'
 // Redis is not even tried, and otherwise ioredis's commandTimeout (with a timer of ours as a
-// safety net) caps the wait. A failure marks the store degraded, and then, by policy:
+// backstop) caps the wait. A failure marks the store degraded, and then, by policy:
 //   open:   take/adjust/acquire/release run on a local MemoryStore (per-process limits);
 //   closed: take/adjust/acquire throw errors.storeUnavailable() (503); release does nothing.
 // Cache calls throw StoreUnavailableError under both, so the cache stage bypasses. Slots held
@@ -33,10 +33,11 @@ export interface ResilientStoreOptions {
   /** The fallback for 'open' (a fresh MemoryStore when omitted). close() closes it. */
   local?: MemoryStore;
   /**
-   * Safety net on each call, above ioredis's own commandTimeout (a Cluster may spend longer in
-   * redirections). Defaults to the client's commandTimeout + 50 ms, else 1 s.
+   * Deadline of each call (redis.commandTimeoutMs). The client's own commandTimeout must be
+   * longer (createRedisClient makes it a backstop): it fires in the same event-loop phase as
+   * this deadline, before the grace that reads a reply already received.
    */
-  timeoutMs?: number;
+  timeoutMs: number;
   /** While degraded with the connection up, how often one call probes Redis. */
   recheckMs?: number;
   /** Milliseconds clock; tests pass a fake one. */
@@ -70,6 +71,8 @@ export class ResilientStore implements Store {
   private readonly listeners = new Set<StoreStateListener>();
   private isDegraded = false;
   private consecutiveFailures = 0;
+  /** Replies received from Redis: a timeout while this moves is congestion, not an outage. */
+  private replies = 0;
   /** Counts degradations: a call that began before the latest one cannot vouch for recovery. */
   private epoch = 0;
   private recheckAt = 0;
@@ -94,7 +97,7 @@ export class ResilientStore implements Store {
     this.redis = redis;
     this.policy = options.policy;
     this.local = options.local ?? new MemoryStore();
-    this.timeoutMs = options.timeoutMs ?? defaultTimeoutMs(redis);
+    this.timeoutMs = options.timeoutMs;
     this.recheckMs = options.recheckMs ?? DEFAULT_RECHECK_MS;
     this.now = options.now ?? Date.now;
     this.maxPendingIncrements = options.maxPendingIncrements ?? DEFAULT_MAX_PENDING_INCREMENTS;
@@ -226,16 +229,24 @@ export class ResilientStore implements Store {
     const blocked = this.blockedBy();
     if (blocked !== undefined) return fallback(blocked);
     const epoch = this.epoch;
+    const repliesBefore = this.replies;
     let result: T;
     try {
-      result = await withTimeout(viaRedis(), this.timeoutMs);
+      result = await withDeadline(viaRedis(), this.timeoutMs);
     } catch (err) {
-      // One slow or failed call with the connection up (a load spike) fails that call alone;
-      // only a run of them means Redis is in trouble and flips the whole store.
-      this.consecutiveFailures += 1;
-      if (this.isDegraded || this.consecutiveFailures >= FAILURES_TO_DEGRADE) this.markDegraded(err);
+      // One slow or failed call with the connection up fails that call alone; only a run of
+      // them means Redis is in trouble and flips the whole store. A call that timed out while
+      // other replies kept arriving met a queue, not a dead server: Redis answers in order, so
+      // the connection is moving, and flipping everyone to the fallback would turn a few slow
+      // calls into a second of 503s (under 'closed') or of per-process limits (under 'open').
+      const congested = err instanceof DeadlineError && this.replies !== repliesBefore;
+      if (!congested) this.consecutiveFailures += 1;
+      if (this.consecutiveFailures >= FAILURES_TO_DEGRADE || (this.isDegraded && !congested)) {
+        this.markDegraded(err);
+      }
       return fallback(err);
     }
+    this.replies++;
     this.consecutiveFailures = 0;
     if (epoch === this.epoch) this.markOk();
     if (this.pending.length > 0 && !this.flushing) void this.flushPending();
@@ -294,7 +305,7 @@ export class ResilientStore implements Store {
       while (this.pending.length > 0 && !this.isDegraded && !this.closing) {
         const p = this.pending[0]!;
         try {
-          await withTimeout(this.redis.settle(p.leaseKey, [], p.increments, p.ttlMs), this.timeoutMs);
+          await withDeadline(this.redis.settle(p.leaseKey, [], p.increments, p.ttlMs), this.timeoutMs);
         } catch {
           return;
         }
@@ -323,20 +334,40 @@ function unavailable(cause: unknown): StoreUnavailableError {
     : new StoreUnavailableError('Redis is unavailable', { cause });
 }
 
-function defaultTimeoutMs(redis: RedisStore): number {
-  const options: { commandTimeout?: number; redisOptions?: { commandTimeout?: number } } =
-    redis.client.options;
-  const commandTimeout = options.redisOptions?.commandTimeout ?? options.commandTimeout;
-  return commandTimeout ? commandTimeout + 50 : 1_000;
-}
+/** A call that passed its deadline (as opposed to one Redis answered with an error). */
+class DeadlineError extends StoreUnavailableError {}
 
-/** Rejects with StoreUnavailableError when `promise` has not settled within `ms`. */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new StoreUnavailableError(`Redis did not answer within ${ms} ms`)), ms);
+/**
+ * Rejects with a DeadlineError when `promise` has not settled within `ms`. When the timer fires,
+ * one poll phase of the event loop runs before the verdict: on a busy loop the timers phase
+ * comes before the I/O phase, so a reply that arrived in time may still be unread in the socket.
+ * Without this grace a saturated gateway timed out Redis calls Redis had answered in under a
+ * millisecond, and marked Redis down.
+ */
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => {
+      setImmediate(() => {
+        if (settled) return;
+        settled = true;
+        reject(new DeadlineError(`Redis did not answer within ${ms} ms`));
+      });
+    }, ms);
+    // The late outcome, if any, is dropped: the caller has moved on.
+    promise.then(
+      (value) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new StoreUnavailableError(String(err)));
+      },
+    );
   });
-  // The late outcome, if any, is dropped: the caller has moved on.
-  promise.catch(() => {});
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

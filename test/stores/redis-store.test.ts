@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster, Redis } from 'ioredis';
-import { createRedisClient, reconnectDelayMs } from '../../src/stores/connect.js';
+import { commandTimeoutBackstopMs, createRedisClient, reconnectDelayMs } from '../../src/stores/connect.js';
 import { createKeys, type Keys } from '../../src/stores/keys.js';
 import { BUCKET_TTL_MARGIN_MS } from '../../src/stores/lua/bucket.js';
 import { RedisStore } from '../../src/stores/redis-store.js';
@@ -166,7 +166,7 @@ describe('createRedisClient', () => {
     assert.ok(client instanceof Redis);
     assert.equal(client.options.enableOfflineQueue, false);
     assert.equal(client.options.maxRetriesPerRequest, 0);
-    assert.equal(client.options.commandTimeout, 150);
+    assert.equal(client.options.commandTimeout, commandTimeoutBackstopMs(150));
     assert.equal(client.options.connectTimeout, 700);
     assert.deepEqual(
       [1, 5, 20, 1_000].map((n) => client.options.retryStrategy!(n)),
@@ -214,7 +214,7 @@ describe('createRedisClient', () => {
     assert.ok(client instanceof Cluster);
     assert.equal(client.options.enableOfflineQueue, false);
     assert.equal(client.options.clusterRetryStrategy!(50), 2_000);
-    assert.equal(client.options.redisOptions?.commandTimeout, 150);
+    assert.equal(client.options.redisOptions?.commandTimeout, commandTimeoutBackstopMs(150));
     assert.equal(client.options.redisOptions?.maxRetriesPerRequest, 0);
     assert.equal(client.options.redisOptions?.password, 'pw');
     assert.ok(client.options.redisOptions?.tls);

@@ -12,8 +12,8 @@ import { createRedisClient } from '../../src/stores/connect.js';
 import { createKeys } from '../../src/stores/keys.js';
 import { MemoryStore } from '../../src/stores/memory-store.js';
 import { RedisStore, type RedisClient } from '../../src/stores/redis-store.js';
-import { ResilientStore, type StoreState } from '../../src/stores/resilient-store.js';
-import { StoreUnavailableError, type Bucket } from '../../src/stores/store.js';
+import { FAILURES_TO_DEGRADE, ResilientStore, type StoreState } from '../../src/stores/resilient-store.js';
+import { StoreUnavailableError, type Bucket, type TakeResult } from '../../src/stores/store.js';
 import type { ChildProcess } from 'node:child_process';
 import { freePort, startRedisServer, stopAllRedisServers, stopRedisServer } from '../helpers/redis-server.js';
 import { randomKeyPrefix, waitUntilReady } from './store.contract.js';
@@ -44,7 +44,12 @@ interface Subject {
 function makeSubject(name: 'open' | 'closed', url: string): Subject {
   const client = createRedisClient({ url, commandTimeoutMs: COMMAND_TIMEOUT_MS, connectTimeoutMs: 500 });
   const local = new MemoryStore();
-  const store = new ResilientStore(new RedisStore(client), { policy: name, local, recheckMs: 200 });
+  const store = new ResilientStore(new RedisStore(client), {
+    policy: name,
+    local,
+    recheckMs: 200,
+    timeoutMs: COMMAND_TIMEOUT_MS,
+  });
   const states: Subject['states'] = [];
   store.onStateChange((state, cause) => states.push({ state, cause }));
   return { name, store, client, local, states };
@@ -233,6 +238,7 @@ describe('ResilientStore through Redis outages', () => {
     const store = new ResilientStore(new RedisStore(client), {
       policy: 'closed',
       recheckMs: 200,
+      timeoutMs: COMMAND_TIMEOUT_MS,
       maxPendingIncrements: 30,
     });
     subjects.push({ name: 'closed', store, client, local: new MemoryStore(), states: [] });
@@ -315,7 +321,7 @@ describe('ResilientStore under a single failing call', () => {
     const client = createRedisClient({ url: redisUrl(), commandTimeoutMs: 100, connectTimeoutMs: 1000 });
     await waitUntilReady(client);
     const states: StoreState[] = [];
-    const store = new ResilientStore(new RedisStore(client), { policy: 'open' });
+    const store = new ResilientStore(new RedisStore(client), { policy: 'open', timeoutMs: 100 });
     store.onStateChange((s) => states.push(s));
     // 1. A key of the wrong type makes the take script fail in Redis (WRONGTYPE), connection up.
     const key = createKeys(randomKeyPrefix()).teamBucket('wrong', 'rpm');
@@ -331,5 +337,121 @@ describe('ResilientStore under a single failing call', () => {
     assert.deepEqual(states, ['degraded']);
     await client.del(key);
     await store.close();
+  });
+});
+
+describe('ResilientStore on a busy event loop', () => {
+  /** Keeps this thread busy for `ms`, as a saturated gateway's event loop is. */
+  const blockFor = (ms: number): void => {
+    const until = performance.now() + ms;
+    while (performance.now() < until) {
+      // spin
+    }
+  };
+
+  it('does not time out calls Redis answered while the loop was blocked past the deadline', async () => {
+    const { redisUrl } = await import('./store.contract.js');
+    const client = createRedisClient({ url: redisUrl(), commandTimeoutMs: 50, connectTimeoutMs: 1000 });
+    await waitUntilReady(client);
+    const states: StoreState[] = [];
+    const store = new ResilientStore(new RedisStore(client), { policy: 'closed', timeoutMs: 50 });
+    store.onStateChange((s) => states.push(s));
+    const bucket: Bucket = {
+      key: createKeys(randomKeyPrefix()).teamBucket('busy', 'rpm'),
+      capacity: 100,
+      refillPerSecond: 1,
+    };
+    try {
+      for (let round = 0; round < FAILURES_TO_DEGRADE + 2; round++) {
+        // The scripts go out now and Redis answers within a millisecond, but nothing reads the
+        // replies until the loop is free again, three deadlines later.
+        const calls = [store.take([{ bucket, cost: 1 }]), store.cacheGet(`busy-${round}`)];
+        blockFor(150);
+        const [take, cached] = await Promise.all(calls);
+        assert.equal((take as TakeResult).admitted, true, `round ${round}`);
+        assert.equal(cached, undefined);
+      }
+      assert.equal(store.degraded, false);
+      assert.deepEqual(states, []);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('fails slow calls alone, without marking Redis down, while its replies keep arriving', async () => {
+    const { redisUrl } = await import('./store.contract.js');
+    const client = createRedisClient({ url: redisUrl(), commandTimeoutMs: 30, connectTimeoutMs: 1000 });
+    await waitUntilReady(client);
+    // Each cache read holds Redis for about 20 ms (a Lua loop, sized on this machine).
+    const slowRead = 'local x = 0; for i = 1, tonumber(ARGV[1]) do x = x + i end; return false';
+    const t0 = performance.now();
+    await client.eval(slowRead, 0, 1_000_000);
+    const loops = Math.round((20 / (performance.now() - t0)) * 1_000_000);
+    class SlowRedisStore extends RedisStore {
+      override async cacheGet(): Promise<Buffer | undefined> {
+        await client.eval(slowRead, 0, loops);
+        return undefined;
+      }
+    }
+    const states: StoreState[] = [];
+    const store = new ResilientStore(new SlowRedisStore(client), { policy: 'closed', timeoutMs: 30 });
+    store.onStateChange((s) => states.push(s));
+    try {
+      // Four reads 5 ms apart queue behind each other: the first is answered at about 20 ms,
+      // the other three pass their deadline while it arrives. A queue, not an outage.
+      const calls: Promise<unknown>[] = [];
+      for (let i = 0; i < 4; i++) {
+        calls.push(store.cacheGet(`q${i}`));
+        await sleep(5);
+      }
+      const outcomes = await Promise.allSettled(calls);
+      const failed = outcomes.filter((o) => o.status === 'rejected');
+      // The later ones fail alone ...
+      assert.ok(failed.length >= FAILURES_TO_DEGRADE, `${failed.length} of 4 timed out`);
+      // ... but replies came in all along, so nobody else is sent to the fallback.
+      assert.equal(store.degraded, false);
+      assert.deepEqual(states, []);
+      const bucket: Bucket = {
+        key: createKeys(randomKeyPrefix()).teamBucket('queue', 'rpm'),
+        capacity: 10,
+        refillPerSecond: 1,
+      };
+      await sleep(200);
+      assert.equal((await store.take([{ bucket, cost: 1 }])).admitted, true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('still marks Redis down when a run of calls times out with no reply at all', async () => {
+    const { redisUrl } = await import('./store.contract.js');
+    const client = createRedisClient({ url: redisUrl(), commandTimeoutMs: 30, connectTimeoutMs: 1000 });
+    const admin = createRedisClient({ url: redisUrl(), commandTimeoutMs: 5_000, connectTimeoutMs: 1000 });
+    await Promise.all([waitUntilReady(client), waitUntilReady(admin)]);
+    const states: StoreState[] = [];
+    const store = new ResilientStore(new RedisStore(client), { policy: 'closed', timeoutMs: 30 });
+    store.onStateChange((s) => states.push(s));
+    try {
+      // Another client's script holds the server for 150 ms: nothing on this connection moves.
+      const hold = admin.eval(
+        'local t = redis.call("TIME"); local s = t[1]*1e6 + t[2]; ' +
+          'repeat t = redis.call("TIME") until t[1]*1e6 + t[2] - s > 150000; return 1',
+        0,
+      );
+      await sleep(5);
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: FAILURES_TO_DEGRADE }, (_, i) => store.cacheGet(`held${i}`)),
+      );
+      await hold;
+      assert.deepEqual(
+        outcomes.map((o) => o.status),
+        Array.from({ length: FAILURES_TO_DEGRADE }, () => 'rejected'),
+      );
+      assert.equal(store.degraded, true);
+      assert.deepEqual(states, ['degraded']);
+    } finally {
+      await store.close();
+      admin.disconnect();
+    }
   });
 });
