@@ -32,20 +32,42 @@ process.once('exit', () => {
   for (const child of servers) child.kill('SIGKILL');
 });
 
-export async function startRedisServer(port: number): Promise<ChildProcess> {
+/**
+ * Starts redis-server on `port` (loopback, nothing persisted) and resolves once it accepts
+ * connections. `args` are further options (`--cluster-enabled yes`, ...); `cwd` is where it
+ * writes its files.
+ */
+export async function startRedisServer(
+  port: number,
+  options: { args?: string[]; cwd?: string } = {},
+): Promise<ChildProcess> {
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: 'ignore' },
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      ...(options.args ?? []),
+    ],
+    { stdio: 'ignore', ...(options.cwd !== undefined ? { cwd: options.cwd } : {}) },
   );
+  let spawnError: Error | undefined;
+  child.once('error', (err) => (spawnError = err));
   servers.add(child);
   child.once('exit', () => servers.delete(child));
   for (let i = 0; i < 100; i++) {
     if (await canConnect(port)) return child;
-    if (child.exitCode !== null) break;
+    if (child.exitCode !== null || spawnError) break;
     await sleep(20);
   }
-  throw new Error(`redis-server did not start on port ${port}`);
+  throw new Error(
+    `redis-server did not start on port ${port}` + (spawnError ? ` (${spawnError.message})` : ''),
+  );
 }
 
 export async function stopRedisServer(child: ChildProcess): Promise<void> {
