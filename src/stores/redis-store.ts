@@ -120,14 +120,24 @@ export class RedisStore implements Store {
 
   async readCounters(keys: string[]): Promise<Record<string, number>[]> {
     if (keys.length === 0) return [];
-    // One pipeline: a Cluster splits it by slot, a standalone server answers it in one trip.
-    const replies = await this.client.pipeline(keys.map((k) => ['hgetall', k])).exec();
-    return (replies ?? []).map(([err, value]) => {
-      if (err) throw err;
-      const out: Record<string, number> = {};
-      for (const [field, v] of Object.entries(value as Record<string, string>)) out[field] = toNumber(v);
-      return out;
-    });
+    // A pipeline goes to one node, and ioredis refuses a Cluster pipeline whose keys live on
+    // several: there, one pipeline per hash slot, all sent at once (keys of many teams are on
+    // many nodes). A standalone server answers them all in one pipeline, one round trip.
+    const groups = this.client.isCluster ? bySlot(keys) : [keys.map((_, i) => i)];
+    const out: Record<string, number>[] = new Array<Record<string, number>>(keys.length);
+    await Promise.all(
+      groups.map(async (indexes) => {
+        const replies = await this.client.pipeline(indexes.map((i) => ['hgetall', keys[i]!])).exec();
+        (replies ?? []).forEach(([err, value], j) => {
+          if (err) throw err;
+          const counters: Record<string, number> = {};
+          for (const [field, v] of Object.entries(value as Record<string, string>))
+            counters[field] = toNumber(v);
+          out[indexes[j]!] = counters;
+        });
+      }),
+    );
+    return out;
   }
 
   async cacheGet(key: string): Promise<Buffer | undefined> {
@@ -154,6 +164,23 @@ export class RedisStore implements Store {
 /** The hash beside a lease set: reservation id -> what it reserved. Same hash tag as the set. */
 export function leaseAmountsKey(leaseKey: string): string {
   return `${leaseKey}:amounts`;
+}
+
+/**
+ * The indexes of `keys`, grouped so that each group's keys share a Cluster hash slot: Redis
+ * hashes the first non-empty `{tag}` of a key (else the whole key), so equal tags mean one slot.
+ */
+function bySlot(keys: readonly string[]): number[][] {
+  const groups = new Map<string, number[]>();
+  keys.forEach((key, i) => {
+    const open = key.indexOf('{');
+    const close = open === -1 ? -1 : key.indexOf('}', open + 1);
+    const hashed = close > open + 1 ? key.slice(open + 1, close) : key;
+    const group = groups.get(hashed);
+    if (group) group.push(i);
+    else groups.set(hashed, [i]);
+  });
+  return [...groups.values()];
 }
 
 /** Counters are integers: a fraction would make HINCRBY fail (and sums drift). */

@@ -1,7 +1,7 @@
 // Redis Cluster runs a script only when all its keys live in one hash slot. keys.ts ensures
 // that with hash tags; this computes slots exactly as Redis does (CRC16/XMODEM of the tag,
-// modulo 16384) and checks that every key set one script call touches shares a slot. A test
-// on a real three-master cluster comes later.
+// modulo 16384) and checks that every key set one script call touches shares a slot, without a
+// cluster. redis-cluster.test.ts checks the same on a real three-master cluster.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createKeys } from '../../src/stores/keys.js';
