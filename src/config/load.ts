@@ -3,6 +3,7 @@
 // Config. Every problem is collected and reported at once, each with the path that holds it.
 import { hash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
 import {
@@ -38,6 +39,7 @@ import {
   type LimitsConfig,
   type RateLimitConfig,
   type RedisConfig,
+  type ServerConfig,
   type StoreConfig,
   type TeamCacheConfig,
   type TeamLimitsConfig,
@@ -65,6 +67,9 @@ export interface LoadOptions {
 
 type Env = NodeJS.ProcessEnv;
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+/** More workers than this is a typo, not a machine (the schema says the same). */
+const MAX_WORKERS = 1024;
 
 const ajv = new Ajv({ allErrors: true, strict: true });
 const validateFile = ajv.compile(configFileSchema);
@@ -95,6 +100,17 @@ export function parseConfig(text: string, source: string, env: Env = process.env
     throw new ConfigError(source, (validateFile.errors ?? []).map(describeAjvError));
   }
   return finish(interpolated as FileShape, source, env);
+}
+
+/**
+ * A worker count as `server.workers`, TOLLGATE_WORKERS or `--workers` give it: a whole number from
+ * 1 to 1024, or `auto` for one per core (os.availableParallelism(), which respects CPU affinity).
+ * Undefined when it is neither.
+ */
+export function parseWorkerCount(raw: string | number): number | undefined {
+  if (raw === 'auto') return availableParallelism();
+  const n = typeof raw === 'number' ? raw : /^\d+$/.test(raw) ? Number(raw) : NaN;
+  return Number.isInteger(n) && n >= 1 && n <= MAX_WORKERS ? n : undefined;
 }
 
 /** `${NAME}` or `${NAME:-default}` inside any string value. A missing variable without a default is an error. */
@@ -151,7 +167,7 @@ function describeAjvError(e: ErrorObject): string {
 }
 
 interface FileShape {
-  server?: Partial<Config['server']>;
+  server?: Partial<Omit<Config['server'], 'workers'>> & { workers?: number | 'auto' };
   timeouts?: Partial<TimeoutsConfig>;
   providers?: Record<
     string,
@@ -310,7 +326,18 @@ function configFromEnvironment(env: Env): FileShape {
 
 function finish(file: FileShape, source: string, env: Env): Config {
   const problems: string[] = [];
-  const server = { ...DEFAULT_SERVER, ...file.server };
+  const { workers: fileWorkers, ...fileServer } = file.server ?? {};
+  const server: ServerConfig = {
+    ...DEFAULT_SERVER,
+    ...fileServer,
+    workers: fileWorkers === undefined ? undefined : parseWorkerCount(fileWorkers),
+  };
+  if (env.TOLLGATE_WORKERS) {
+    const workers = parseWorkerCount(env.TOLLGATE_WORKERS);
+    if (workers === undefined)
+      problems.push(`TOLLGATE_WORKERS: not a worker count (1 to 1024, or auto): ${env.TOLLGATE_WORKERS}`);
+    else server.workers = workers;
+  }
   if (env.TOLLGATE_HOST) server.host = env.TOLLGATE_HOST;
   if (env.TOLLGATE_PORT) {
     const port = Number(env.TOLLGATE_PORT);

@@ -261,6 +261,11 @@ export interface ServerConfig {
   /** Log request bodies (prompts). Off by default: prompts are often confidential. */
   logPrompts: boolean;
   logLevel: string;
+  /**
+   * Worker processes (node:cluster) sharing the port, 'auto' already resolved to the core count;
+   * undefined: one process, no cluster primary. Needs a Redis store beyond 1 (main.ts checks).
+   */
+  workers?: number | undefined;
 }
 
 export interface Config {
@@ -358,6 +363,7 @@ export const configFileSchema = {
         trustProxy: { type: 'boolean' },
         logPrompts: { type: 'boolean' },
         logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+        workers: { anyOf: [{ type: 'integer', minimum: 1, maximum: 1024 }, { const: 'auto' }] },
       },
     },
     timeouts,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig, parseConfig } from '../../../src/config/load.js';
+import { ConfigError, loadConfig, parseConfig, parseWorkerCount } from '../../../src/config/load.js';
 
 const problemsOf = (fn: () => unknown): string[] => {
   try {
@@ -247,5 +248,41 @@ describe('config/tollgate.example.yaml', () => {
     assert.equal(c.teams[0]?.keys[0]?.sha256, '0'.repeat(64));
     assert.equal(c.teams[0]?.budgets.length, 2);
     assert.equal(c.tiers.free?.maxOutputTokens, 1000);
+  });
+});
+
+describe('server.workers', () => {
+  it('is unset by default: one process, no cluster primary', () => {
+    assert.equal(parseConfig('', 't', {}).server.workers, undefined);
+  });
+
+  it('reads a count or auto (one per core) from the file, and TOLLGATE_WORKERS over it', () => {
+    const cores = availableParallelism();
+    assert.equal(parseConfig('server: { workers: 3 }', 't', {}).server.workers, 3);
+    assert.equal(parseConfig('server: { workers: auto }', 't', {}).server.workers, cores);
+    assert.equal(parseConfig('server: { workers: 3 }', 't', { TOLLGATE_WORKERS: '2' }).server.workers, 2);
+    assert.equal(parseConfig('', 't', { TOLLGATE_WORKERS: 'auto' }).server.workers, cores);
+  });
+
+  it('rejects a count that is not one, naming where it came from', () => {
+    assert.match(
+      problemsOf(() => parseConfig('server: { workers: 0 }', 't', {})).join('\n'),
+      /server\.workers/,
+    );
+    assert.match(
+      problemsOf(() => parseConfig('server: { workers: many }', 't', {})).join('\n'),
+      /server\.workers/,
+    );
+    assert.match(
+      problemsOf(() => parseConfig('', 't', { TOLLGATE_WORKERS: '2.5' })).join('\n'),
+      /TOLLGATE_WORKERS: not a worker count/,
+    );
+  });
+
+  it('parses the --workers value as the config does', () => {
+    assert.equal(parseWorkerCount('4'), 4);
+    assert.equal(parseWorkerCount('auto'), availableParallelism());
+    for (const bad of ['0', '-1', '1e3', ' 2', '', 'two', '1025'])
+      assert.equal(parseWorkerCount(bad), undefined, bad);
   });
 });
