@@ -8,7 +8,7 @@ import { errors } from './errors.js';
 import { createAuthHook } from './http/auth.js';
 import { toGatewayError } from './http/error-reply.js';
 import { finishWhenDone, newRequestState, requestFinisher } from './http/request-state.js';
-import { registerMetricsRoute } from './http/routes/metrics.js';
+import { registerMetricsRoute, type RenderedMetrics } from './http/routes/metrics.js';
 import { Metrics } from './metrics/metrics.js';
 import { createPricing } from './accounting/cost.js';
 import { TokenCounter, type ChatBody } from './accounting/tokens.js';
@@ -38,6 +38,11 @@ export interface AppDeps {
    * connects or requests are served. close() is called on shutdown when present.
    */
   tokens: TokenCounting & { close?(): Promise<void> };
+  /**
+   * What GET /metrics serves; by default this process's registry. A cluster worker passes one that
+   * asks the primary for every worker's metrics, aggregated (cluster/metrics-ipc.ts).
+   */
+  renderMetrics?: () => Promise<RenderedMetrics>;
 }
 
 export interface Gateway {
@@ -187,7 +192,9 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
   });
 
   registerHealthRoutes(app, readiness);
-  registerMetricsRoute(app, metrics, { token: process.env.TOLLGATE_METRICS_TOKEN || undefined });
+  registerMetricsRoute(app, deps.renderMetrics ? { render: deps.renderMetrics } : metrics, {
+    token: process.env.TOLLGATE_METRICS_TOKEN || undefined,
+  });
   registerAdminRoutes(app, { config, store, keys, teams, log });
   void app.register(async (v1) => {
     v1.addHook('onRequest', createAuthHook(teams));

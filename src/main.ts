@@ -1,9 +1,13 @@
 // Process entry for `tollgate serve`: environment (.env), config, logger, listen, and a
 // graceful shutdown on SIGTERM/SIGINT: /readyz turns 503, no new connections are accepted,
 // in-flight requests and streams finish up to server.shutdownTimeoutMs, then exit 0.
+//
+// With `--workers N` (or server.workers / TOLLGATE_WORKERS) this process becomes a node:cluster
+// primary instead (cluster/primary.ts): it forks N workers, each of which runs this same entry
+// and serves as a single process does, on the shared port. The primary loads no gateway code
+// (the imports below that it does not need are dynamic), so it stays small.
+import cluster from 'node:cluster';
 import dotenv from 'dotenv';
-import { buildApp, tokenCountingOf } from './app.js';
-import { TokenCounter } from './accounting/tokens.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createLogger } from './log.js';
@@ -11,6 +15,8 @@ import { createTeamRegistry } from './teams/registry.js';
 
 export interface ServeOptions {
   configPath?: string;
+  /** Worker processes (the --workers flag, already parsed); wins over server.workers. */
+  workers?: number;
 }
 
 export function isLoopback(host: string): boolean {
@@ -29,16 +35,53 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger(config.server.logLevel);
+  const anonymous = createTeamRegistry(config).anonymous;
+  if (anonymous && !isLoopback(config.server.host)) {
+    process.stderr.write(
+      `tollgate: refusing to listen on ${config.server.host} with no teams configured: that would be an open relay ` +
+        `for the gateway's provider keys. Add teams with keys (npx tollgate keys create --team NAME) or bind to 127.0.0.1.\n`,
+    );
+    process.exit(1);
+  }
 
-  if (createTeamRegistry(config).anonymous) {
-    if (!isLoopback(config.server.host)) {
+  const workers = options.workers ?? config.server.workers;
+  if (workers !== undefined && cluster.isPrimary) {
+    if (workers > 1 && config.store.type === 'memory') {
       process.stderr.write(
-        `tollgate: refusing to listen on ${config.server.host} with no teams configured: that would be an open relay ` +
-          `for the gateway's provider keys. Add teams with keys (npx tollgate keys create --team NAME) or bind to 127.0.0.1.\n`,
+        `tollgate: refusing to start ${workers} workers with the memory store: rate limits, budgets, the cache and ` +
+          `cooldowns would be kept per worker, not per gateway (every worker would admit a team's whole limit). ` +
+          `Configure a Redis store (store.type: redis, or REDIS_URL), or run one process (no --workers).\n`,
       );
       process.exit(1);
     }
+    const { runPrimary } = await import('./cluster/primary.js');
+    runPrimary({
+      workers,
+      logLevel: config.server.logLevel,
+      shutdownTimeoutMs: config.server.shutdownTimeoutMs,
+    });
+    return;
+  }
+  await serveGateway(config, anonymous);
+}
+
+/** One gateway process: a single process, or one cluster worker. */
+async function serveGateway(config: Config, anonymous: boolean): Promise<void> {
+  // In a cluster every worker writes the same lines: `worker` says which one (cluster.worker.id,
+  // new for each fork, so a replacement is told from the worker it replaces; pid says it too).
+  const worker = cluster.isWorker ? cluster.worker : undefined;
+  const base = createLogger(config.server.logLevel);
+  const log = worker ? base.child({ worker: worker.id }) : base;
+  const clusterMetrics = worker ? await import('./cluster/metrics-ipc.js') : undefined;
+  // Answer the primary's metrics requests from the start, with nothing until the app exists: it
+  // waits for every worker, and this one has a second of encodings to load first.
+  clusterMetrics?.shareMetricsWithPrimary([]);
+  const [{ buildApp, tokenCountingOf }, { TokenCounter }] = await Promise.all([
+    import('./app.js'),
+    import('./accounting/tokens.js'),
+  ]);
+
+  if (anonymous) {
     log.warn(
       'NO TEAMS CONFIGURED: every request is accepted without a key as team "local". Serving on loopback only. ' +
         'Add teams with keys (npx tollgate keys create --team NAME) before exposing the gateway.',
@@ -53,7 +96,14 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
   // Encodings load at start-up, not on a request, and before the store connects: loading blocks
   // the event loop for about a second, which would time out a connection being set up.
   const tokens = tokenCountingOf(await TokenCounter.create({ log }));
-  const gateway = buildApp(config, { log, tokens });
+  const gateway = buildApp(config, {
+    log,
+    tokens,
+    // A worker's /metrics answers for the whole gateway: it asks the primary, which gathers every
+    // worker's registry (this one's included, through shareMetricsWithPrimary below).
+    ...(clusterMetrics ? { renderMetrics: () => clusterMetrics.requestClusterMetrics() } : {}),
+  });
+  clusterMetrics?.shareMetricsWithPrimary([gateway.metrics.registry]);
   if (!(await gateway.storeReady())) {
     log.warn(
       { policy: config.store.redis?.onUnavailable },
@@ -88,6 +138,10 @@ export async function serve(options: ServeOptions = {}): Promise<void> {
         log.flush(() => process.exit(0));
       });
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  // A second SIGINT (Ctrl-C twice) kills at once, by default action. A cluster worker ignores a
+  // second SIGTERM instead: the primary forwards the one it got, and a supervisor that signals the
+  // whole process group (systemd's default KillMode) sends one too; that must not cut the drain.
+  if (worker) process.on('SIGTERM', () => shutdown('SIGTERM'));
+  else process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
 }

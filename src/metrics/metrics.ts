@@ -1,6 +1,8 @@
 // The gateway's Prometheus metrics. Each Metrics object owns its Registry (never prom-client's
-// global one), so tests can build several and, later, a cluster primary can aggregate the
-// workers' registries with AggregatorRegistry: every metric here says how it aggregates. The
+// global one), so tests can build several and the cluster primary can aggregate the workers'
+// registries with AggregatorRegistry (cluster/metrics-ipc.ts): every metric here says how it
+// aggregates. Counters and histograms sum (prom-client's default; ours are cumulative per
+// worker, so the sum is the gateway's total). Gauges say so explicitly, each with its reason. The
 // request path calls the observe methods; callback-backed values are read at scrape time. Label
 // values are bounded by LabelCap, and key ids are labels only when config asks for them.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
@@ -122,6 +124,8 @@ export class Metrics {
       help: 'Cache hits / (hits + misses) since start, by team. Across processes, compute it from tollgate_requests_total.',
       labelNames: ['team'],
       registers,
+      // The mean of the workers' ratios, each weighted alike (not by lookups): a rough figure, as
+      // the help says; the exact ratio comes from tollgate_requests_total, which sums.
       aggregator: 'average',
       collect() {
         this.reset();
@@ -203,12 +207,16 @@ export class Metrics {
       name: 'tollgate_streams_in_flight',
       help: 'Streaming responses currently open.',
       registers,
+      // Each worker counts its own open streams: the gateway has their sum open.
+      aggregator: 'sum',
     });
     const { pendingSpend, droppedSpend } = options;
     new Gauge({
       name: 'tollgate_spend_increments_pending',
       help: 'Spend increments waiting for Redis to come back.',
       registers,
+      // Each worker buffers its own: the sum is what the gateway would lose if all stopped now.
+      aggregator: 'sum',
       collect() {
         const n = pendingSpend?.() ?? 0;
         this.set(countable(n) ? n : 0);

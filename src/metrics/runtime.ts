@@ -2,7 +2,7 @@
 // prom-client's process defaults (CPU, memory, GC, handles), which measure the process and so
 // are created once per process and shared by every registry that asks for them.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Registry, type Aggregator } from 'prom-client';
 
 /** How often the lag monitor's timer fires; lag is measured in ns whatever this is. */
 const RESOLUTION_MS = 20;
@@ -58,6 +58,20 @@ export function registerProcessMetrics(registry: Registry): void {
   }
   for (const { name } of processRegistry.getMetricsAsArray()) {
     const metric = processRegistry.getSingleMetric(name);
-    if (metric) registry.registerMetric(metric);
+    if (!metric) continue;
+    const aggregator = PROCESS_AGGREGATORS[name];
+    if (aggregator) Object.assign(metric, { aggregator });
+    registry.registerMetric(metric);
   }
 }
+
+/**
+ * prom-client's own aggregators for its defaults are kept where they fit a cluster: memory, CPU,
+ * heap, handles and open fds sum (the gateway's total use: process_resident_memory_bytes is
+ * every worker's RSS together, the primary's excepted); its event-loop lag gauges average (min
+ * and max take the min and max); the start time is omitted and the version is the first
+ * worker's. Overridden here: a limit that every worker has alike is not a sum.
+ */
+const PROCESS_AGGREGATORS: Record<string, Aggregator> = {
+  process_max_fds: 'max',
+};

@@ -3,7 +3,16 @@
 // in. It is outside /v1, so team keys never apply to it.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import type { Metrics } from '../../metrics/metrics.js';
+
+export interface RenderedMetrics {
+  contentType: string;
+  body: string;
+}
+
+/** A Metrics object, or a cluster worker's view of the whole gateway (cluster/metrics-ipc.ts). */
+export interface MetricsSource {
+  render(): Promise<RenderedMetrics>;
+}
 
 export interface MetricsRouteOptions {
   /** When set, scrapes must send it as a bearer token (Prometheus: `authorization.credentials`). */
@@ -21,7 +30,7 @@ function digest(s: string): Buffer {
 
 export function registerMetricsRoute(
   app: FastifyInstance,
-  metrics: Metrics,
+  metrics: MetricsSource,
   options: MetricsRouteOptions = {},
 ): void {
   // An empty token would read as "no check": refuse it rather than open the endpoint by accident.
@@ -39,7 +48,19 @@ export function registerMetricsRoute(
           .send('unauthorized\n');
       }
     }
-    const { contentType, body } = await metrics.render();
-    return reply.header('cache-control', 'no-store').type(contentType).send(body);
+    let rendered: RenderedMetrics;
+    try {
+      rendered = await metrics.render();
+    } catch (err) {
+      // A cluster whose aggregation failed (a worker that did not answer in time): a failed scrape,
+      // which Prometheus records as such, rather than one worker's counts passed off as the total.
+      request.log.warn({ err }, 'metrics: could not render');
+      return reply
+        .code(503)
+        .header('cache-control', 'no-store')
+        .type('text/plain; charset=utf-8')
+        .send(`metrics unavailable: ${err instanceof Error ? err.message : String(err)}\n`);
+    }
+    return reply.header('cache-control', 'no-store').type(rendered.contentType).send(rendered.body);
   });
 }
