@@ -223,6 +223,8 @@ describe('docker/k8s manifests', () => {
       // Utilization is a share of the request: without one the HPA cannot compute it.
       assert.equal(container.resources?.requests?.cpu, '1');
       assert.equal(deployment.spec.replicas, undefined, 'replicas left to the HPA');
+      // One process per pod: CPU per pod then tracks one event loop, which is what the HPA reads.
+      assert.equal(loadGatewayConfig().server.workers, undefined, 'no cluster workers in a pod');
     });
 
     it("runs as the image's non-root user, uid 1000 (the Dockerfile's USER node)", () => {
