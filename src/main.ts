@@ -95,7 +95,9 @@ async function serveGateway(config: Config, anonymous: boolean): Promise<void> {
 
   // Encodings load at start-up, not on a request, and before the store connects: loading blocks
   // the event loop for about a second, which would time out a connection being set up.
-  const tokens = tokenCountingOf(await TokenCounter.create({ log }));
+  // A cluster worker starts its counting thread on the first large count: that thread holds a
+  // copy of the encodings (about 85 MB), paid once per worker, and most never need it.
+  const tokens = tokenCountingOf(await TokenCounter.create({ log, lazyWorkers: worker !== undefined }));
   const gateway = buildApp(config, {
     log,
     tokens,

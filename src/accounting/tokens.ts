@@ -1,7 +1,8 @@
 // TokenCounter: exact token counts where an estimate is not enough (the context-window guard near a
 // window, aborted streams, upstreams that report no usage). Small inputs are counted inline; inputs
 // of `workerThresholdChars` or more go to worker threads, so a huge prompt never stalls the event
-// loop. create() loads the encodings (here and in each worker) at start-up, not on a request.
+// loop. create() loads the encodings (here and, unless lazyWorkers, in each worker) at start-up, not on a
+// request.
 import { Worker } from 'node:worker_threads';
 
 import type { Logger } from 'pino';
@@ -66,6 +67,14 @@ export interface TokenCounterOptions {
   log?: Pick<Logger, 'warn'>;
   /** Called with every worker started, restarts included (diagnostics, resource metrics, tests). */
   onWorker?: (worker: Worker) => void;
+  /**
+   * Start the workers on the first count that needs one instead of in create(). Each worker holds
+   * its own copy of the encodings: about 85 MB of RSS, a third of a gateway process, paid again
+   * by every process of a cluster (--workers), most of which may never count anything large. The
+   * price: the first such count waits for its worker to load the encodings (about a second, on
+   * the worker's thread; the event loop goes on). Default false.
+   */
+  lazyWorkers?: boolean;
 }
 
 /** A count that could not be made: a worker crashed or timed out, or the counter is closed. */
@@ -139,11 +148,14 @@ export class TokenCounter {
 
   /**
    * Loads the encodings and starts the worker(s), which load theirs meanwhile; resolves once every
-   * worker is ready.
+   * worker is ready. With lazyWorkers, only loads the encodings: pump() starts a missing worker
+   * when a job waits, as it restarts one that died.
    */
   static async create(opts: TokenCounterOptions = {}): Promise<TokenCounter> {
     const counter = new TokenCounter(opts);
-    const started = Promise.all(counter.slots.map((_, index) => counter.start(index)));
+    const started = opts.lazyWorkers
+      ? Promise.resolve([])
+      : Promise.all(counter.slots.map((_, index) => counter.start(index)));
     started.catch(() => undefined); // awaited below; this only covers loadEncodings() failing first
     try {
       counter.encoders = await loadEncodings();

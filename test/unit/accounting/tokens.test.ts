@@ -354,6 +354,28 @@ describe('TokenCounter worker', () => {
   after(() => counter.close());
 });
 
+describe('TokenCounter with lazyWorkers', () => {
+  it('starts no worker until a count needs one, then counts there as inline', async () => {
+    const workers: Worker[] = [];
+    const counter = await TokenCounter.create({ lazyWorkers: true, onWorker: (w) => workers.push(w) });
+    try {
+      // 1. Created: no worker thread (nor its copy of the encodings); small counts stay inline.
+      assert.equal(workers.length, 0);
+      assert.equal(await counter.countText('gpt-4o', 'hello world'), 2);
+      assert.deepEqual(counter.stats(), { workers: 0, busy: 0, queued: 0, restarts: 0 });
+      // 2. The first big counts start the worker (one, for two counts at once) and wait for it.
+      const big = bigText(3000);
+      assert.ok(big.length >= counter.workerThresholdChars);
+      const counts = await Promise.all([counter.countText('gpt-4o', big), counter.countText('gpt-4', big)]);
+      assert.equal(workers.length, 1);
+      assert.deepEqual(counts, [counter.countTextSync('gpt-4o', big), counter.countTextSync('gpt-4', big)]);
+      assert.deepEqual(counter.stats(), { workers: 1, busy: 0, queued: 0, restarts: 0 });
+    } finally {
+      await counter.close();
+    }
+  });
+});
+
 describe('TokenCounter worker failures', () => {
   const huge = bigText(16000);
 
