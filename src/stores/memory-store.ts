@@ -4,6 +4,8 @@
 // is bounded by bytes, evicting the least recently used entries.
 import { LRUCache } from 'lru-cache';
 import type {
+  Admission,
+  AdmissionResult,
   Bucket,
   BucketSnapshot,
   BudgetCheck,
@@ -79,31 +81,35 @@ export class MemoryStore implements Store {
 
   async take(takes: Take[]): Promise<TakeResult> {
     const now = this.now();
-    const levels = takes.map((t) => this.level(t.bucket, now));
-    let retryAfterMs = 0;
-    let limiting = -1;
-    takes.forEach((t, i) => {
-      const short = t.cost - levels[i]!;
-      if (short > 0) {
-        const wait = Math.ceil((short / t.bucket.refillPerSecond) * 1000);
-        if (wait > retryAfterMs || limiting === -1) {
-          retryAfterMs = wait;
-          limiting = i;
-        }
-      }
-    });
-    if (limiting !== -1) {
-      return {
-        admitted: false,
-        buckets: takes.map((t, i) => snapshot(t.bucket, levels[i]!)),
-        retryAfterMs,
-        limiting,
-      };
+    const found = this.rateCheck(takes, now);
+    return found.result.admitted ? this.charge(takes, found.levels, now) : found.result;
+  }
+
+  async admit(admission: Admission): Promise<AdmissionResult> {
+    // Synchronous from here to the return: nothing else runs between the checks and the charges.
+    const { takes, slot, budget } = admission;
+    const now = this.now();
+    const budgetFound = budget ? this.budgetCheck(budget.lease.key, budget.checks, now) : undefined;
+    const rate = this.rateCheck(takes, now);
+    const holders = slot ? this.liveHolders(slot.key, now) : undefined;
+    const slotFree = !slot || !holders || holders.has(slot.id) || holders.size < slot.limit;
+    const refusedBy =
+      budgetFound && !budgetFound.admitted
+        ? 'budget'
+        : !rate.result.admitted
+          ? 'rate'
+          : !slotFree
+            ? 'concurrency'
+            : undefined;
+    const slotResult = (acquired: boolean) =>
+      slot ? { acquired, inFlight: this.slots.get(slot.key)?.size ?? 0 } : undefined;
+    if (refusedBy !== undefined) {
+      return { admitted: false, refusedBy, take: rate.result, budget: budgetFound, slot: slotResult(false) };
     }
-    const buckets = takes.map((t, i) =>
-      this.store(t.bucket, Math.min(t.bucket.capacity, levels[i]! - t.cost), now),
-    );
-    return { admitted: true, buckets, retryAfterMs: 0, limiting: -1 };
+    const take = this.charge(takes, rate.levels, now);
+    if (slot) this.hold(slot, now);
+    if (budget) this.reserveParts(budget.lease, budget.checks, budget.ttlMs, now);
+    return { admitted: true, refusedBy: undefined, take, budget: budgetFound, slot: slotResult(true) };
   }
 
   async adjust(takes: Take[]): Promise<BucketSnapshot[]> {
@@ -115,12 +121,10 @@ export class MemoryStore implements Store {
 
   async acquire(key: string, id: string, limit: number, leaseMs: number): Promise<SlotResult> {
     const now = this.now();
-    let holders = this.slots.get(key);
-    if (!holders) this.slots.set(key, (holders = new Map()));
-    for (const [holder, expiresAt] of holders) if (expiresAt <= now) holders.delete(holder);
-    if (!holders.has(id) && holders.size >= limit) return { acquired: false, inFlight: holders.size };
-    holders.set(id, now + leaseMs);
-    return { acquired: true, inFlight: holders.size };
+    const holders = this.liveHolders(key, now);
+    if (holders && !holders.has(id) && holders.size >= limit)
+      return { acquired: false, inFlight: holders.size };
+    return { acquired: true, inFlight: this.hold({ key, id, leaseMs }, now) };
   }
 
   async release(key: string, id: string): Promise<void> {
@@ -132,24 +136,9 @@ export class MemoryStore implements Store {
 
   async reserve(lease: Lease, checks: BudgetCheck[], ttlMs: number): Promise<ReserveResult> {
     const now = this.now();
-    this.reap(lease.key, now);
-    const used = checks.map(
-      (c) => this.counter(c.key, c.spentField, now) + this.counter(c.key, c.reservedField, now),
-    );
-    const exhausted = checks.findIndex((c, i) => used[i]! >= c.limit);
-    if (exhausted !== -1) return { admitted: false, exhausted, used };
-    const parts: Reservation['parts'] = [];
-    for (const c of checks) {
-      if (c.amount <= 0) continue;
-      this.increment(c.key, c.reservedField, c.amount, ttlMs, now);
-      parts.push({ key: c.key, field: c.reservedField, amount: c.amount });
-    }
-    if (parts.length > 0) {
-      let held = this.leases.get(lease.key);
-      if (!held) this.leases.set(lease.key, (held = new Map()));
-      held.set(lease.id, { expiresAt: now + lease.ms, parts });
-    }
-    return { admitted: true, exhausted: -1, used };
+    const found = this.budgetCheck(lease.key, checks, now);
+    if (found.admitted) this.reserveParts(lease, checks, ttlMs, now);
+    return found;
   }
 
   async settle(
@@ -190,6 +179,72 @@ export class MemoryStore implements Store {
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+  }
+
+  /** Whether every bucket can pay now (nothing charged), and if not how long until all can. */
+  private rateCheck(takes: Take[], now: number): { result: TakeResult; levels: number[] } {
+    const levels = takes.map((t) => this.level(t.bucket, now));
+    let retryAfterMs = 0;
+    let limiting = -1;
+    takes.forEach((t, i) => {
+      const short = t.cost - levels[i]!;
+      if (short > 0) {
+        const wait = Math.ceil((short / t.bucket.refillPerSecond) * 1000);
+        if (wait > retryAfterMs || limiting === -1) {
+          retryAfterMs = wait;
+          limiting = i;
+        }
+      }
+    });
+    const buckets = takes.map((t, i) => snapshot(t.bucket, levels[i]!));
+    return { result: { admitted: limiting === -1, buckets, retryAfterMs, limiting }, levels };
+  }
+
+  private charge(takes: Take[], levels: number[], now: number): TakeResult {
+    const buckets = takes.map((t, i) =>
+      this.store(t.bucket, Math.min(t.bucket.capacity, levels[i]! - t.cost), now),
+    );
+    return { admitted: true, buckets, retryAfterMs: 0, limiting: -1 };
+  }
+
+  /** The slot set without its expired holders (undefined when nobody holds a slot). */
+  private liveHolders(key: string, now: number): Map<string, number> | undefined {
+    const holders = this.slots.get(key);
+    if (!holders) return undefined;
+    for (const [holder, expiresAt] of holders) if (expiresAt <= now) holders.delete(holder);
+    return holders;
+  }
+
+  /** Holds (or renews) a slot; returns the holders after. */
+  private hold(slot: { key: string; id: string; leaseMs: number }, now: number): number {
+    let holders = this.slots.get(slot.key);
+    if (!holders) this.slots.set(slot.key, (holders = new Map()));
+    holders.set(slot.id, now + slot.leaseMs);
+    return holders.size;
+  }
+
+  /** Budgets with room (spent + reserved < limit), after expired reservations are returned. */
+  private budgetCheck(leaseKey: string, checks: BudgetCheck[], now: number): ReserveResult {
+    this.reap(leaseKey, now);
+    const used = checks.map(
+      (c) => this.counter(c.key, c.spentField, now) + this.counter(c.key, c.reservedField, now),
+    );
+    const exhausted = checks.findIndex((c, i) => used[i]! >= c.limit);
+    return { admitted: exhausted === -1, exhausted, used };
+  }
+
+  private reserveParts(lease: Lease, checks: BudgetCheck[], ttlMs: number, now: number): void {
+    const parts: Reservation['parts'] = [];
+    for (const c of checks) {
+      if (c.amount <= 0) continue;
+      this.increment(c.key, c.reservedField, c.amount, ttlMs, now);
+      parts.push({ key: c.key, field: c.reservedField, amount: c.amount });
+    }
+    if (parts.length > 0) {
+      let held = this.leases.get(lease.key);
+      if (!held) this.leases.set(lease.key, (held = new Map()));
+      held.set(lease.id, { expiresAt: now + lease.ms, parts });
+    }
   }
 
   private counter(key: string, field: string, now: number): number {

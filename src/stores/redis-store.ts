@@ -4,10 +4,13 @@
 // retries nor falls back: ResilientStore decides what a failure means for the request.
 import type { Cluster, Redis } from 'ioredis';
 import { ACQUIRE_LUA } from './lua/acquire.js';
+import { ADMIT_LUA } from './lua/admit.js';
 import { ADJUST_LUA } from './lua/adjust.js';
 import { RESERVE_LUA, SETTLE_LUA } from './lua/budget.js';
 import { TAKE_LUA } from './lua/take.js';
 import type {
+  Admission,
+  AdmissionResult,
   BucketSnapshot,
   BudgetCheck,
   CounterIncrement,
@@ -28,6 +31,7 @@ const ADJUST = 'tollgateAdjust';
 const ACQUIRE = 'tollgateAcquire';
 const RESERVE = 'tollgateReserve';
 const SETTLE = 'tollgateSettle';
+const ADMIT = 'tollgateAdmit';
 
 type ScriptArg = string | number;
 
@@ -38,6 +42,7 @@ interface ScriptCommands {
   [ACQUIRE](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
   [RESERVE](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
   [SETTLE](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
+  [ADMIT](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
 }
 
 export class RedisStore implements Store {
@@ -53,6 +58,7 @@ export class RedisStore implements Store {
     client.defineCommand(ACQUIRE, { lua: ACQUIRE_LUA });
     client.defineCommand(RESERVE, { lua: RESERVE_LUA });
     client.defineCommand(SETTLE, { lua: SETTLE_LUA });
+    client.defineCommand(ADMIT, { lua: ADMIT_LUA });
     this.scripts = client as unknown as ScriptCommands;
   }
 
@@ -93,6 +99,64 @@ export class RedisStore implements Store {
       admitted: toNumber(reply[0]) === 1,
       exhausted: toNumber(reply[1]),
       used: reply.slice(2).map(toNumber),
+    };
+  }
+
+  async admit(admission: Admission): Promise<AdmissionResult> {
+    const { takes, slot, budget } = admission;
+    const checks = budget?.checks ?? [];
+    if (!budget && !slot) {
+      const take = await this.take(takes);
+      return {
+        admitted: take.admitted,
+        refusedBy: take.admitted ? undefined : 'rate',
+        take,
+        budget: undefined,
+        slot: undefined,
+      };
+    }
+    // The lease keys name the team's hash slot even with no budget to reserve.
+    const leaseKey = budget?.lease.key ?? `${slot!.key}:leases`;
+    const keys = [
+      leaseKey,
+      leaseAmountsKey(leaseKey),
+      ...checks.map((c) => c.key),
+      ...takes.map((t) => t.bucket.key),
+      ...(slot ? [slot.key] : []),
+    ];
+    const argv: ScriptArg[] = [
+      checks.length,
+      takes.length,
+      slot ? 1 : 0,
+      budget?.lease.id ?? '',
+      budget?.lease.ms ?? 0,
+      Math.ceil(budget?.ttlMs ?? 0),
+      slot?.id ?? '',
+      slot?.limit ?? 0,
+      slot?.leaseMs ?? 0,
+      ...checks.flatMap((c) => [c.spentField, c.reservedField, integer(c.limit), integer(c.amount)]),
+      ...takes.flatMap((t) => [t.bucket.capacity, t.bucket.refillPerSecond, t.cost]),
+    ];
+    const reply = asArray(
+      await this.scripts[ADMIT](keys.length, ...keys, ...argv),
+      5 + checks.length + 2 * takes.length,
+    );
+    const status = toNumber(reply[0]);
+    const limiting = toNumber(reply[3]);
+    const admitted = status === 1;
+    const used = reply.slice(5, 5 + checks.length).map(toNumber);
+    const exhausted = toNumber(reply[1]);
+    return {
+      admitted,
+      refusedBy: admitted ? undefined : status === 0 ? 'budget' : status === 2 ? 'rate' : 'concurrency',
+      take: {
+        admitted: limiting === -1,
+        retryAfterMs: toNumber(reply[2]),
+        limiting,
+        buckets: snapshots(reply.slice(5 + checks.length), takes.length),
+      },
+      budget: budget ? { admitted: exhausted === -1, exhausted, used } : undefined,
+      slot: slot ? { acquired: admitted, inFlight: toNumber(reply[4]) } : undefined,
     };
   }
 

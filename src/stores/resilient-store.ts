@@ -13,6 +13,8 @@ import { MemoryStore } from './memory-store.js';
 import type { RedisStore } from './redis-store.js';
 import {
   StoreUnavailableError,
+  type Admission,
+  type AdmissionResult,
   type BucketSnapshot,
   type BudgetCheck,
   type CounterIncrement,
@@ -165,6 +167,15 @@ export class ResilientStore implements Store {
         this.policy === 'open'
           ? this.local.reserve(lease, checks, ttlMs)
           : Promise.reject(errors.storeUnavailable(cause)),
+    );
+  }
+
+  admit(admission: Admission): Promise<AdmissionResult> {
+    return this.call(
+      () => this.redis.admit(admission),
+      // Open: local limits and budgets, as take/acquire/reserve above.
+      (cause) =>
+        this.policy === 'open' ? this.local.admit(admission) : Promise.reject(errors.storeUnavailable(cause)),
     );
   }
 

@@ -76,6 +76,43 @@ export interface ReserveResult {
   used: number[];
 }
 
+/** A concurrency slot to hold: `id` in the set `key`, unless `limit` holders exist. */
+export interface SlotRequest {
+  key: string;
+  id: string;
+  limit: number;
+  leaseMs: number;
+}
+
+/** Budgets to reserve against (see reserve()). */
+export interface BudgetRequest {
+  lease: Lease;
+  checks: BudgetCheck[];
+  ttlMs: number;
+}
+
+/** Everything a request must get before it goes on, taken in one atomic step. */
+export interface Admission {
+  takes: Take[];
+  slot?: SlotRequest | undefined;
+  budget?: BudgetRequest | undefined;
+}
+
+export interface AdmissionResult {
+  admitted: boolean;
+  /** What said no first, in this order; undefined when admitted. */
+  refusedBy: 'budget' | 'rate' | 'concurrency' | undefined;
+  /**
+   * The rate buckets: after the charge when admitted, as found otherwise (`admitted` says
+   * whether they could pay, whatever refused).
+   */
+  take: TakeResult;
+  /** When a budget was asked for. */
+  budget: ReserveResult | undefined;
+  /** When a slot was asked for (acquired only when admitted). */
+  slot: SlotResult | undefined;
+}
+
 export interface Store {
   readonly kind: 'memory' | 'redis';
   /**
@@ -98,6 +135,12 @@ export interface Store {
    * are returned to their budgets first. Every key of one call shares a hash tag.
    */
   reserve(lease: Lease, checks: BudgetCheck[], ttlMs: number): Promise<ReserveResult>;
+  /**
+   * Admission in one atomic step (one round trip on Redis): the budgets as reserve(), the
+   * buckets as take(), the slot as acquire(); all are charged or none. Checked in the order
+   * budget, rate, concurrency, and the first that refuses is named. Every key shares one hash tag.
+   */
+  admit(admission: Admission): Promise<AdmissionResult>;
   /**
    * Atomically: releases the reservations `leaseIds` hold in the lease set `leaseKey` (those that
    * still do) and adds every increment. Returns each counter's value after its increment.

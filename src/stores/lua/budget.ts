@@ -5,7 +5,7 @@
 // and settle leaves a reservation that the next reserve on the team returns to its budget.
 
 /** Returns expired reservations to their budgets (at most 100 per call: a call never runs long). */
-const REAP = `
+export const REAP = `
 local function release(amounts, leases, id)
   local rec = redis.call('HGET', amounts, id)
   if rec then
@@ -71,8 +71,11 @@ end
 if #rec > 0 then
   redis.call('HSET', amounts, id, cjson.encode(rec))
   redis.call('ZADD', leases, now_ms + lease_ms, id)
-  keep(leases, lease_ms)
-  keep(amounts, lease_ms)
+  -- As long as the budget hashes, not the lease: an expired reservation is returned by the next
+  -- call on the team, however late; were the set to expire with its newest lease, that one's
+  -- amount would stay reserved for the rest of the period.
+  keep(leases, ttl_ms)
+  keep(amounts, ttl_ms)
 end
 return {1, -1, unpack(used)}
 `;
