@@ -1,6 +1,8 @@
 // The request path, outermost stage first. Composed once at start-up, never per request.
-// The order: accounting, cache, budget, limits, route, attempts, provider. Budget sits after
-// the cache (DESIGN.md had it before): a hit costs nothing, so a spent budget does not stop it.
+// The order: accounting, cache, limits (with the budgets), route, attempts, provider. Budgets
+// sit after the cache (DESIGN.md had them before): a hit costs nothing, so a spent budget does
+// not stop it. They are checked in the limits stage's one store call: one Redis round trip for
+// every admission check.
 import type { Logger } from 'pino';
 import type { CacheConfig, Config, TeamConfig } from '../config/schema.js';
 import type { ProviderRegistry } from '../providers/registry.js';
@@ -16,7 +18,7 @@ import {
   type RequestCost,
   type TokenCounting,
 } from './stages/accounting.js';
-import { createBudgetStage } from './stages/budget.js';
+import { createBudgetPlanner } from './stages/budget.js';
 import { estimateTokens } from './limits/estimate.js';
 import { createCacheStage, type CacheOptions } from './stages/cache.js';
 import { createLimitsStage } from './stages/limits.js';
@@ -71,19 +73,23 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       { hourly: config.accounting.anomaly !== undefined },
     ),
     createCacheStage({ store, keys, log }, cacheOptions(config)),
-    createBudgetStage(
+    // Budgets and limits: one store call, one Redis round trip, for both (see limits.ts).
+    createLimitsStage(
       {
         store,
         keys,
-        estimate(ctx) {
-          const t = estimateTokens(ctx, config.limits);
-          return { micros: pricing.estimateMicros(ctx.model, t.prompt, t.completion), tokens: t.total };
-        },
+        log,
+        budget: createBudgetPlanner(
+          {
+            keys,
+            estimate(ctx) {
+              const t = estimateTokens(ctx, config.limits);
+              return { micros: pricing.estimateMicros(ctx.model, t.prompt, t.completion), tokens: t.total };
+            },
+          },
+          { teams: config.teams, leaseMs, retentionMs },
+        ),
       },
-      { teams: config.teams, leaseMs, retentionMs },
-    ),
-    createLimitsStage(
-      { store, keys, log },
       // A lost release (a crashed replica) frees its slot once the longest request could be over.
       { teams: config.teams, limits: config.limits, slotLeaseMs: leaseMs },
     ),

@@ -5,12 +5,15 @@
 // accounting stage settles the reservation with the real cost when the response ends. A used-up
 // budget answers OpenAI's 429 `insufficient_quota` with x-should-retry: false.
 // Sits after the cache: a hit costs nothing and is served even when the budget is spent.
+// In the pipeline the limits stage makes this reservation, in the same store call (one round trip)
+// as its rate buckets and concurrency slot, from the plan createBudgetPlanner gives it;
+// createBudgetStage runs a plan on its own.
 import type { BudgetConfig, TeamConfig } from '../../config/schema.js';
-import { errors } from '../../errors.js';
+import { errors, type GatewayError } from '../../errors.js';
 import { budgetMeasures, microsToUsd, reservedField } from '../../accounting/spend.js';
 import { periodEnd, periodOf } from '../../accounting/periods.js';
 import type { Keys } from '../../stores/keys.js';
-import type { BudgetCheck, Store } from '../../stores/store.js';
+import type { BudgetCheck, BudgetRequest, ReserveResult, Store } from '../../stores/store.js';
 import type { PipelineContext, Stage } from '../types.js';
 
 export interface BudgetDeps {
@@ -35,9 +38,20 @@ interface Applicable {
   keyId: string | undefined;
 }
 
-export function createBudgetStage(deps: BudgetDeps, options: BudgetOptions): Stage {
-  const { store, keys } = deps;
-  const estimate = (ctx: PipelineContext) => deps.estimate(ctx);
+/** What a request must reserve, and what to tell its client when a budget has no room. */
+export interface BudgetPlan {
+  request: BudgetRequest;
+  /** The 429 for a refusal (and the log field naming the budget). */
+  refuse(result: ReserveResult): GatewayError;
+  /** Records the reservation on the request, for the accounting stage to settle. */
+  admitted(): void;
+}
+
+/** Per request: the budgets that apply and what to reserve, or undefined when none applies. */
+export type BudgetPlanner = (ctx: PipelineContext) => BudgetPlan | undefined;
+
+export function createBudgetPlanner(deps: Omit<BudgetDeps, 'store'>, options: BudgetOptions): BudgetPlanner {
+  const { keys } = deps;
   const now = deps.now ?? Date.now;
   const byTeam = new Map<string, { team: BudgetConfig[]; keys: Map<string, BudgetConfig[]> }>();
   for (const t of options.teams) {
@@ -45,16 +59,16 @@ export function createBudgetStage(deps: BudgetDeps, options: BudgetOptions): Sta
     if (t.budgets.length > 0 || perKey.size > 0) byTeam.set(t.name, { team: t.budgets, keys: perKey });
   }
 
-  return async function budgetStage(ctx, next) {
+  return function plan(ctx) {
     const configured = byTeam.get(ctx.team.name);
-    if (!configured) return next(ctx);
+    if (!configured) return undefined;
     const applicable: Applicable[] = [
       ...configured.team.map((budget) => ({ budget, keyId: undefined })),
       ...(configured.keys.get(ctx.keyId) ?? []).map((budget) => ({ budget, keyId: ctx.keyId })),
     ];
-    if (applicable.length === 0) return next(ctx);
+    if (applicable.length === 0) return undefined;
     const t = now();
-    const est = estimate(ctx);
+    const est = deps.estimate(ctx);
     const checks: BudgetCheck[] = [];
     const described: { a: Applicable; metric: 'usd' | 'tokens'; limit: number }[] = [];
     for (const a of applicable) {
@@ -72,15 +86,31 @@ export function createBudgetStage(deps: BudgetDeps, options: BudgetOptions): Sta
       }
     }
     const lease = { key: keys.teamBudgetLeases(ctx.team.name), id: ctx.reqId, ms: options.leaseMs };
-    const result = await store.reserve(lease, checks, options.retentionMs);
-    if (!result.admitted) {
-      const d = described[result.exhausted]!;
-      ctx.logFields.budget_exhausted = `${d.a.keyId === undefined ? 'team' : 'key'}:${d.a.budget.period}:${d.metric}`;
-      throw errors.budgetExceeded(
-        message(ctx.team.name, d.a, d.metric, d.limit, periodEnd(d.a.budget.period, t)),
-      );
-    }
-    ctx.budgetLeaseId = lease.id;
+    return {
+      request: { lease, checks, ttlMs: options.retentionMs },
+      refuse(result) {
+        const d = described[result.exhausted]!;
+        ctx.logFields.budget_exhausted = `${d.a.keyId === undefined ? 'team' : 'key'}:${d.a.budget.period}:${d.metric}`;
+        return errors.budgetExceeded(
+          message(ctx.team.name, d.a, d.metric, d.limit, periodEnd(d.a.budget.period, t)),
+        );
+      },
+      admitted() {
+        ctx.budgetLeaseId = lease.id;
+      },
+    };
+  };
+}
+
+/** The budgets on their own: one store call per request that has any. */
+export function createBudgetStage(deps: BudgetDeps, options: BudgetOptions): Stage {
+  const plan = createBudgetPlanner(deps, options);
+  return async function budgetStage(ctx, next) {
+    const p = plan(ctx);
+    if (!p) return next(ctx);
+    const result = await deps.store.admit({ takes: [], budget: p.request });
+    if (!result.admitted) throw p.refuse(result.budget!);
+    p.admitted();
     return next(ctx);
   };
 }

@@ -1,8 +1,9 @@
 // Limits: RPM and TPM token buckets per team, per key and per team+model, and a per-team
 // concurrency cap. Reads ctx.team, ctx.keyId, ctx.model and the body (for the reservation).
-// On the way in it reserves 1 request and an estimate of the tokens in ONE atomic store call
-// (all of a team's buckets share a Redis hash tag); over a limit it answers 429 with OpenAI's
-// headers, or waits in a FIFO per team when maxWaitMs allows. On the way out (when a stream's
+// On the way in it reserves 1 request and an estimate of the tokens, the concurrency slot, and
+// the budgets' reservation (planned by the budget stage's planner) in ONE atomic store call, one
+// Redis round trip (all of a team's keys share a hash tag); over a limit it answers 429 with
+// OpenAI's headers, or waits in a FIFO per team when maxWaitMs allows (rate limits only). On the way out (when a stream's
 // usage settles) it reconciles the reservation with the real usage: refunds what was not used,
 // charges any overage. Store trouble is the store's policy (ResilientStore): local limits or 503.
 import type { Logger } from 'pino';
@@ -10,7 +11,8 @@ import type { LimitsConfig, RateLimitConfig, TeamConfig, TeamLimitsConfig } from
 import { errors, GatewayError } from '../../errors.js';
 import type { Keys } from '../../stores/keys.js';
 import { abortableSleep } from '../sleep.js';
-import type { Bucket, Store, Take, TakeResult } from '../../stores/store.js';
+import type { AdmissionResult, Bucket, SlotRequest, Store, Take, TakeResult } from '../../stores/store.js';
+import type { BudgetPlan, BudgetPlanner } from './budget.js';
 import { estimateTokens } from '../limits/estimate.js';
 import { formatDuration, rateLimitHeaders, type LimitState } from '../limits/headers.js';
 import { withReconcile } from '../limits/reconcile.js';
@@ -21,6 +23,8 @@ export interface LimitsDeps {
   store: Store;
   keys: Keys;
   log: Logger;
+  /** The budgets to reserve in the same store call, when the pipeline has them. */
+  budget?: BudgetPlanner | undefined;
 }
 
 export interface LimitsOptions {
@@ -47,7 +51,14 @@ export function createLimitsStage(deps: LimitsDeps, options: LimitsOptions): Sta
 
   return async function limitsStage(ctx, next) {
     const tl = byTeam.get(ctx.team.name);
-    if (!tl) return next(ctx);
+    const budget = deps.budget?.(ctx);
+    if (!tl) {
+      if (!budget) return next(ctx);
+      const r = await store.admit({ takes: [], budget: budget.request });
+      if (!r.admitted) throw budget.refuse(r.budget!);
+      budget.admitted();
+      return next(ctx);
+    }
 
     const limits = limitsFor(keys, ctx, tl);
     const estimate = estimateTokens(ctx, options.limits);
@@ -66,25 +77,27 @@ export function createLimitsStage(deps: LimitsDeps, options: LimitsOptions): Sta
       bucket: l.bucket,
       cost: l.dimension === 'requests' ? 1 : estimate.total,
     }));
+    const slotKey = keys.teamConcurrency(ctx.team.name);
+    const slot: SlotRequest | undefined =
+      tl.concurrency === undefined
+        ? undefined
+        : { key: slotKey, id: ctx.reqId, limit: tl.concurrency, leaseMs: options.slotLeaseMs };
     let queue = queues.get(ctx.team.name);
     if (!queue) queues.set(ctx.team.name, (queue = new TeamQueue()));
-    const admitted = await admit(store, takes, limits, tl.maxWaitMs, queue, ctx.signal);
-    const headers = rateLimitHeaders(states(limits, admitted));
-
-    const slotKey = keys.teamConcurrency(ctx.team.name);
-    if (tl.concurrency !== undefined) {
-      const slot = await store.acquire(slotKey, ctx.reqId, tl.concurrency, options.slotLeaseMs);
-      if (!slot.acquired) {
-        void refund(store, takes, log, ctx.reqId);
-        ctx.logFields.limited_by = 'concurrency';
-        throw errors.rateLimited({
-          dimension: 'requests',
-          message: `Concurrency limit reached for team '${ctx.team.name}': ${tl.concurrency} requests are in flight. Please retry when one completes.`,
-          retryAfterMs: 1000,
-          headers,
-        });
-      }
+    const admission = { takes, slot, budget: budget?.request };
+    const admitted = await admit(store, admission, limits, tl.maxWaitMs, queue, ctx.signal);
+    const headers = rateLimitHeaders(states(limits, admitted.take));
+    if (!admitted.admitted) {
+      if (admitted.refusedBy === 'budget') throw withHeaders(budget!.refuse(admitted.budget!), headers);
+      ctx.logFields.limited_by = 'concurrency';
+      throw errors.rateLimited({
+        dimension: 'requests',
+        message: `Concurrency limit reached for team '${ctx.team.name}': ${tl.concurrency} requests are in flight. Please retry when one completes.`,
+        retryAfterMs: 1000,
+        headers,
+      });
     }
+    budget?.admitted();
     ctx.logFields.reserved_tokens = estimate.total;
 
     const tokenTakes = takes.filter((_, i) => limits[i]!.dimension === 'tokens');
@@ -92,7 +105,7 @@ export function createLimitsStage(deps: LimitsDeps, options: LimitsOptions): Sta
     const settle = (used: number): void => {
       if (settled) return;
       settled = true;
-      if (tl.concurrency !== undefined) {
+      if (slot) {
         store
           .release(slotKey, ctx.reqId)
           .catch((err: unknown) => log.warn({ err, reqId: ctx.reqId }, 'slot release failed'));
@@ -106,6 +119,12 @@ export function createLimitsStage(deps: LimitsDeps, options: LimitsOptions): Sta
 
     return withReconcile(next(ctx), estimate, settle, headers);
   };
+}
+
+/** Adds the rate-limit headers to a refusal from elsewhere (a budget's), keeping its own. */
+function withHeaders(err: GatewayError, headers: Record<string, string>): GatewayError {
+  Object.assign(err.headers, { ...headers, ...err.headers });
+  return err;
 }
 
 function perKeyName(keyId: string, dim: string): string {
@@ -146,32 +165,37 @@ function states(limits: Limit[], result: TakeResult): LimitState[] {
 }
 
 /**
- * Takes the reservation, or waits for it in the team's FIFO queue when maxWaitMs allows, or
- * throws the 429. A request never jumps a queue: while others of the team wait, it waits too.
+ * Admission: the reservation, or a wait for it in the team's FIFO queue when the rate limits
+ * refused and maxWaitMs allows, or the rate limits' 429. A budget or concurrency refusal is
+ * returned for the caller to report. A request never jumps a queue: while others of the team
+ * wait, it waits too.
  */
 async function admit(
   store: Store,
-  takes: Take[],
+  admission: { takes: Take[]; slot: SlotRequest | undefined; budget: BudgetPlan['request'] | undefined },
   limits: Limit[],
   maxWaitMs: number,
   queue: TeamQueue,
   signal: Cancellation,
-): Promise<TakeResult> {
-  if (takes.length === 0) return { admitted: true, buckets: [], retryAfterMs: 0, limiting: -1 };
+): Promise<AdmissionResult> {
+  const { takes } = admission;
+  if (takes.length === 0 && !admission.slot && !admission.budget) {
+    const take = { admitted: true, buckets: [], retryAfterMs: 0, limiting: -1 };
+    return { admitted: true, refusedBy: undefined, take, budget: undefined, slot: undefined };
+  }
+  const rateRefused = (r: AdmissionResult) => r.refusedBy === 'rate';
   if (queue.size === 0) {
-    const first = await store.take(takes);
-    if (first.admitted || maxWaitMs <= 0 || first.retryAfterMs > maxWaitMs) {
-      if (!first.admitted) throw overLimit(limits, takes, first);
-      return first;
-    }
+    const first = await store.admit(admission);
+    if (!rateRefused(first)) return first;
+    if (maxWaitMs <= 0 || first.take.retryAfterMs > maxWaitMs) throw overLimit(limits, takes, first.take);
   }
   const deadline = Date.now() + maxWaitMs;
   return queue.run(async () => {
     for (;;) {
-      const r = await store.take(takes);
-      if (r.admitted) return r;
-      if (Date.now() + r.retryAfterMs > deadline) throw overLimit(limits, takes, r);
-      await abortableSleep(r.retryAfterMs, signal);
+      const r = await store.admit(admission);
+      if (!rateRefused(r)) return r;
+      if (Date.now() + r.take.retryAfterMs > deadline) throw overLimit(limits, takes, r.take);
+      await abortableSleep(r.take.retryAfterMs, signal);
     }
   });
 }
@@ -189,14 +213,6 @@ function overLimit(limits: Limit[], takes: Take[], r: TakeResult): GatewayError 
       `Rate limit reached for ${l.label} on ${unit}: Limit ${l.perMinute}, Remaining ${remaining}, ` +
       `Requested ${takes[r.limiting]?.cost ?? 1}. Please try again in ${formatDuration(r.retryAfterMs)}.`,
   });
-}
-
-async function refund(store: Store, takes: Take[], log: Logger, reqId: string): Promise<void> {
-  try {
-    await store.adjust(takes.map((t) => ({ bucket: t.bucket, cost: -t.cost })));
-  } catch (err) {
-    log.warn({ err, reqId }, 'refund failed');
-  }
 }
 
 /** Runs tasks one after another in arrival order: a team's waiting requests are served FIFO. */

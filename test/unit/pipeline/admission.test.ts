@@ -1,0 +1,149 @@
+// Admission in one store call: the limits stage, given the budget planner, asks the store once
+// per request (admit) for its rate buckets, concurrency slot and budget reservation, and reports
+// what refused: a spent budget (insufficient_quota), a rate limit, or the concurrency cap. A
+// refusal charges nothing anywhere.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { BudgetConfig, TeamConfig, TeamLimitsConfig } from '../../../src/config/schema.js';
+import { GatewayError } from '../../../src/errors.js';
+import { createBudgetPlanner } from '../../../src/pipeline/stages/budget.js';
+import { createLimitsStage } from '../../../src/pipeline/stages/limits.js';
+import type { Outcome } from '../../../src/pipeline/types.js';
+import { createKeys } from '../../../src/stores/keys.js';
+import { MemoryStore } from '../../../src/stores/memory-store.js';
+import type { Store } from '../../../src/stores/store.js';
+import { createLogSink } from '../../helpers/log-sink.js';
+import { makePipelineContext } from '../../helpers/pipeline-context.js';
+
+const DAY_MS = 86_400_000;
+
+/** A MemoryStore that counts the calls made to it by name. */
+function countingStore(): { store: Store; calls: Map<string, number> } {
+  const inner = new MemoryStore();
+  const calls = new Map<string, number>();
+  const store = new Proxy(inner, {
+    get(target, prop, receiver) {
+      const v: unknown = Reflect.get(target, prop, receiver);
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => {
+        calls.set(String(prop), (calls.get(String(prop)) ?? 0) + 1);
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return { store, calls };
+}
+
+function setup(budget: Partial<BudgetConfig>, limits: Partial<TeamLimitsConfig> | null) {
+  const { store, calls } = countingStore();
+  const keys = createKeys(`tg:test:${Math.random()}:`);
+  const team = {
+    name: 'search',
+    keys: [{ id: 'k1', sha256: 'x', budgets: [] }],
+    budgets: [{ period: 'day', usd: undefined, tokens: undefined, thresholds: [], ...budget }],
+    limits: limits && {
+      rpm: 100,
+      tpm: 100_000,
+      concurrency: undefined,
+      maxWaitMs: 0,
+      perKey: { rpm: 100, tpm: undefined },
+      models: {},
+      ...limits,
+    },
+  } as unknown as TeamConfig;
+  const planner = createBudgetPlanner(
+    { keys, estimate: () => ({ micros: 1_000, tokens: 50 }) },
+    { teams: [team], leaseMs: 60_000, retentionMs: DAY_MS },
+  );
+  const stage = createLimitsStage(
+    { store, keys, log: createLogSink().log, budget: planner },
+    { teams: [team], limits: { bytesPerToken: 3, expectedCompletionTokens: 100 }, slotLeaseMs: 60_000 },
+  );
+  return { stage, store, calls, keys };
+}
+
+const ok: Outcome = { kind: 'json', status: 200, headers: {}, body: {}, usage: undefined };
+
+describe('admission in one store call (limits stage with the budgets)', () => {
+  it('asks the store once per request: buckets, slot and budget in one admit', async () => {
+    const { stage, calls } = setup({ usd: 10, tokens: 1_000_000 }, { concurrency: 5 });
+    const ctx = makePipelineContext();
+    let reached = 0;
+    await stage(ctx, async () => {
+      reached++;
+      // Before the upstream call: one admit and nothing else.
+      assert.deepEqual([...calls.entries()], [['admit', 1]]);
+      return ok;
+    });
+    assert.equal(reached, 1);
+    assert.equal(ctx.budgetLeaseId, ctx.reqId, 'the reservation is recorded for accounting to settle');
+    for (const op of ['take', 'reserve', 'acquire']) assert.equal(calls.get(op), undefined, op);
+  });
+
+  it('answers a spent budget with insufficient_quota and the rate headers, charging nothing', async () => {
+    const { stage, store, keys } = setup({ usd: 0.001 }, { concurrency: 1 });
+    // The first request reserves the whole budget (1,000 µ$ = $0.001) and holds the only slot.
+    const first = makePipelineContext();
+    let release!: () => void;
+    const held = stage(first, () => new Promise<Outcome>((r) => (release = () => r(ok))));
+    await new Promise((r) => setImmediate(r));
+    const second = makePipelineContext();
+    await assert.rejects(
+      stage(second, async () => ok),
+      (e: unknown) => {
+        assert.ok(e instanceof GatewayError);
+        assert.equal(e.status, 429);
+        assert.equal(e.code, 'insufficient_quota');
+        assert.ok(e.headers['x-ratelimit-limit-requests'], 'rate headers on a budget refusal');
+        return true;
+      },
+    );
+    assert.equal(second.logFields.budget_exhausted, 'team:day:usd');
+    assert.equal(second.budgetLeaseId, undefined);
+    // Nothing of the refused request was charged: one request taken from the RPM bucket.
+    const rpm = await store.take([
+      {
+        bucket: { key: keys.teamBucket('search', 'rpm'), capacity: 100, refillPerSecond: 100 / 60 },
+        cost: 0,
+      },
+    ]);
+    assert.equal(Math.round(rpm.buckets[0]!.remaining), 99);
+    release();
+    await held;
+  });
+
+  it('answers the concurrency cap with a 429, reserving no budget', async () => {
+    const { stage, store, keys } = setup({ usd: 10 }, { concurrency: 1 });
+    const first = makePipelineContext();
+    let release!: () => void;
+    const held = stage(first, () => new Promise<Outcome>((r) => (release = () => r(ok))));
+    await new Promise((r) => setImmediate(r));
+    const second = makePipelineContext();
+    await assert.rejects(
+      stage(second, async () => ok),
+      (e: unknown) => {
+        assert.ok(e instanceof GatewayError);
+        assert.equal(e.status, 429);
+        assert.equal(e.code, 'rate_limit_exceeded');
+        assert.match(e.message, /Concurrency limit reached/);
+        return true;
+      },
+    );
+    assert.equal(second.logFields.limited_by, 'concurrency');
+    const [spend] = await store.readCounters([
+      keys.teamSpend('search', `d:${new Date().toISOString().slice(0, 10)}`),
+    ]);
+    assert.equal(spend!['cost:r'], 1_000, 'only the first request reserved its estimated cost');
+    release();
+    await held;
+    // The slot is free again once the first request is over.
+    await stage(makePipelineContext(), async () => ok);
+  });
+
+  it('admits a team that has budgets and no limits with one admit too', async () => {
+    const { stage, calls } = setup({ tokens: 1_000 }, null);
+    const ctx = makePipelineContext();
+    await stage(ctx, async () => ok);
+    assert.equal(calls.get('admit'), 1);
+  });
+});
