@@ -131,12 +131,21 @@ async function serveGateway(config: Config, anonymous: boolean): Promise<void> {
       gateway.app.server.closeAllConnections();
     }, config.server.shutdownTimeoutMs);
     deadline.unref();
+    // Whatever holds the close up past the deadline (a store or worker thread that does not
+    // answer), the process still ends: a supervisor waiting on it must not wait forever.
+    const hardStop = setTimeout(() => {
+      process.stderr.write('tollgate: shutdown did not finish 5 s after its deadline; exiting\n');
+      process.exit(1);
+    }, config.server.shutdownTimeoutMs + 5_000);
+    hardStop.unref();
     gateway
       .close()
       .catch((err: unknown) => log.error({ err }, 'error while closing'))
       .finally(() => {
         clearTimeout(deadline);
         log.info('stopped');
+        // The flush callback may never come when stdout's reader is gone: exit anyway.
+        setTimeout(() => process.exit(0), 1_000).unref();
         log.flush(() => process.exit(0));
       });
   };
