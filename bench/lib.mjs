@@ -55,17 +55,30 @@ export function cacheTally() {
 }
 
 /**
- * A streaming request. `x_fake` is read by the fake upstream and forwarded untouched by both
+ * A streaming request. `x_fake` is read by the fake upstream and forwarded untouched by the
  * proxies (headers would not be: the gateway does not forward client headers upstream).
+ * `latencyMs` delays the fake's answer (a model's time to first token).
  */
-export function streamBody(chunks, chunkDelayMs) {
+export function streamBody(chunks, chunkDelayMs, { latencyMs = 0, tag } = {}) {
+  const [system, user] = CHAT_MESSAGES;
   return JSON.stringify({
     model: 'gpt-4o-mini',
-    messages: CHAT_MESSAGES,
-    temperature: 0.2,
+    // A tag makes the stream a cacheable request of its own (temperature 0): a gateway's miss.
+    messages:
+      tag === undefined ? CHAT_MESSAGES : [system, { ...user, content: `${user.content} (ref ${tag})` }],
+    temperature: tag === undefined ? 0.2 : 0,
     stream: true,
-    x_fake: { chunks, chunkDelayMs },
+    x_fake: latencyMs > 0 ? { chunks, chunkDelayMs, latencyMs } : { chunks, chunkDelayMs },
   });
+}
+
+/** --headers '{"name":"value",...}': extra request headers a target needs (the peer's routing). */
+export function extraHeaders(json) {
+  if (json === undefined || json === '') return {};
+  const h = JSON.parse(json);
+  if (typeof h !== 'object' || h === null || Array.isArray(h))
+    throw new Error('--headers must be a JSON object');
+  return h;
 }
 
 /** Nearest-rank percentile of an ascending-sorted array; undefined when empty. */

@@ -8,7 +8,7 @@
 // 500 req/s. Here request i is sent at start + i/rate whatever happened to the others, so a slow
 // target cannot slow the arrivals down (no coordinated omission) and queueing shows as latency.
 //   node bench/load-rate.mjs --url http://127.0.0.1:8080/v1/chat/completions --key KEY --rate 500
-//     [--body sampled|unique|same] [--count-cache]
+//     [--body sampled|unique|same] [--count-cache] [--headers JSON]
 // --body and --count-cache as in load-saturation.mjs (a unique body: a 33-character tag per request).
 import { setTimeout } from 'node:timers';
 import { performance } from 'node:perf_hooks';
@@ -21,6 +21,7 @@ import {
   cacheTally,
   chatBody,
   emit,
+  extraHeaders,
   loopbackUrl,
   nonNegativeInt,
   positiveInt,
@@ -40,6 +41,7 @@ runMain(async () => {
       connections: { type: 'string', default: '64' },
       body: { type: 'string', default: 'sampled' },
       'count-cache': { type: 'boolean', default: false },
+      headers: { type: 'string' },
     },
     strict: true,
   });
@@ -58,7 +60,7 @@ runMain(async () => {
     bodyTimeout: 10_000,
     keepAliveTimeout: 60_000,
   });
-  const headers = { 'content-type': 'application/json' };
+  const headers = { 'content-type': 'application/json', ...extraHeaders(values.headers) };
   if (values.key) headers.authorization = `Bearer ${values.key}`;
   const kind = bodyKind(values.body);
   const countCache = values['count-cache'];

@@ -2,7 +2,7 @@
 // in flight, for --duration seconds after --warmup seconds that are thrown away (they warm the
 // target's JIT, its pools and this process). Prints one JSON line with the figures.
 //   node bench/load-saturation.mjs --url http://127.0.0.1:8080/v1/chat/completions --key KEY
-//     [--body sampled|unique|same] [--count-cache]
+//     [--body sampled|unique|same] [--count-cache] [--headers JSON]
 // --body unique gives every request its own body (autocannon's idReplacement: a 33-character id
 // per request in the user message), so a gateway's cache misses every time; --body same repeats
 // one cacheable body (see lib.mjs). --count-cache tallies the x-tollgate-cache header of the
@@ -15,6 +15,7 @@ import {
   cacheTally,
   chatBody,
   emit,
+  extraHeaders,
   loopbackUrl,
   nonNegativeInt,
   positiveInt,
@@ -33,6 +34,7 @@ runMain(async () => {
       warmup: { type: 'string', default: '2' },
       body: { type: 'string', default: 'sampled' },
       'count-cache': { type: 'boolean', default: false },
+      headers: { type: 'string' },
     },
     strict: true,
   });
@@ -44,7 +46,7 @@ runMain(async () => {
   const kind = bodyKind(values.body);
   const countCache = values['count-cache'];
 
-  const headers = { 'content-type': 'application/json' };
+  const headers = { 'content-type': 'application/json', ...extraHeaders(values.headers) };
   if (values.key) headers.authorization = `Bearer ${values.key}`;
   const bodies = {
     sampled: chatBody,

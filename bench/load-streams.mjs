@@ -6,12 +6,29 @@
 //
 // When all the streams are open at once (each has had its first event, none has ended) it writes
 // `ALL_OPEN` on stderr: the orchestrator samples the target's RSS at that moment.
+//
+// --warm-path opens the --streams connections first (one GET each, in batches), so the phase
+// measures streams and not a burst of TCP handshakes: 2,000 connects at once overflow a listen
+// backlog (511 in Node) and the dropped SYNs come back a second later, which looks like a slow
+// proxy. --first-chunk-ms asks the fake to wait before answering, as a model's time to first
+// token does, so that streams opened over a second are all open together. --unique gives each
+// stream a cacheable body of its own (a gateway's cache misses and assembles every stream).
 //   node bench/load-streams.mjs --url http://127.0.0.1:8080/v1/chat/completions --key KEY --streams 1000
+//     [--headers JSON] [--warm-path /v1/models] [--first-chunk-ms MS] [--unique]
 import { clearInterval, setInterval, setTimeout } from 'node:timers';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import { emit, loopbackUrl, nonNegativeInt, positiveInt, runMain, streamBody, summarize } from './lib.mjs';
+import {
+  emit,
+  extraHeaders,
+  loopbackUrl,
+  nonNegativeInt,
+  positiveInt,
+  runMain,
+  streamBody,
+  summarize,
+} from './lib.mjs';
 
 runMain(async () => {
   const { values } = parseArgs({
@@ -26,6 +43,10 @@ runMain(async () => {
       // backlog (511 in Node): dropped SYNs come back after the 1 s TCP retransmit and look like
       // a slow proxy. Each open also costs two TCP handshakes and a request on the load core.
       'open-rate': { type: 'string', default: '500' },
+      headers: { type: 'string' },
+      'warm-path': { type: 'string' },
+      'first-chunk-ms': { type: 'string', default: '0' },
+      unique: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -36,6 +57,7 @@ runMain(async () => {
   const chunkDelayMs = nonNegativeInt('chunk-delay-ms', values['chunk-delay-ms']);
   const stallMs = positiveInt('stall-ms', values['stall-ms']);
   const openRate = nonNegativeInt('open-rate', values['open-rate']);
+  const firstChunkMs = nonNegativeInt('first-chunk-ms', values['first-chunk-ms']);
 
   // One socket per stream: a stream occupies its connection for its whole life.
   const pool = new Pool(url.origin, {
@@ -44,14 +66,20 @@ runMain(async () => {
     headersTimeout: 30_000,
     bodyTimeout: 0,
   });
-  const headers = { 'content-type': 'application/json' };
+  const headers = { 'content-type': 'application/json', ...extraHeaders(values.headers) };
   if (values.key) headers.authorization = `Bearer ${values.key}`;
-  const body = streamBody(chunks, chunkDelayMs);
+  const run = Date.now().toString(36);
+  const bodyFor = (i) =>
+    streamBody(chunks, chunkDelayMs, {
+      latencyMs: firstChunkMs,
+      tag: values.unique ? `${run}-${i}` : undefined,
+    });
+  if (values['warm-path']) await warm(pool, values['warm-path'], headers, n);
   // role chunk + content chunks + finish chunk + [DONE]
   const expectedEvents = chunks + 3;
   const openMs = openRate > 0 ? (n / openRate) * 1000 : 0;
   // Generous: the nominal stream length, the ramp, and the stall allowance twice over.
-  const deadlineMs = (chunks + 2) * chunkDelayMs + openMs + 2 * stallMs + 10_000;
+  const deadlineMs = firstChunkMs + (chunks + 2) * chunkDelayMs + openMs + 2 * stallMs + 10_000;
 
   const streams = [];
   let open = 0;
@@ -75,7 +103,8 @@ runMain(async () => {
     const now = performance.now();
     const gap = now - (s.lastAt ?? s.t0);
     if (gap > s.maxGap) s.maxGap = gap;
-    if (gap > stallMs) s.stalled = true;
+    // The wait for the first event includes the fake's deliberate time to first token.
+    if (gap - (s.firstAt === undefined ? firstChunkMs : 0) > stallMs) s.stalled = true;
     s.lastAt = now;
     if (s.firstAt === undefined) {
       s.firstAt = now;
@@ -126,7 +155,7 @@ runMain(async () => {
       c: { role: 0, content: 0, finish: 0, usage: 0, done: 0, unexpected: 0 },
     };
     streams.push(s);
-    pool.request({ method: 'POST', path: url.pathname, headers, body }).then(
+    pool.request({ method: 'POST', path: url.pathname, headers, body: bodyFor(i) }).then(
       (res) => {
         s.status = res.statusCode;
         s.body = res.body;
@@ -168,7 +197,10 @@ runMain(async () => {
   // Watchdog: a silent stream is stalled even if it never sends another byte to tell us so.
   const watchdog = setInterval(() => {
     const now = performance.now();
-    for (const s of streams) if (!s.ended && now - (s.lastAt ?? s.t0) > stallMs) s.stalled = true;
+    for (const s of streams) {
+      const silence = s.lastAt === undefined ? now - s.t0 - firstChunkMs : now - s.lastAt;
+      if (!s.ended && silence > stallMs) s.stalled = true;
+    }
   }, 250);
   let deadlineHit = false;
   await Promise.race([
@@ -234,8 +266,22 @@ runMain(async () => {
     allOpenAtMs: allOpenAtMs === undefined ? null : Math.round(allOpenAtMs),
     deadlineHit,
     wallMs: Math.round(wallMs),
+    firstChunkMs,
     ttfcMs: summarize(ttfc),
     streamMs: summarize(duration),
     firstError,
   });
 });
+
+/**
+ * Opens `n` connections of the pool just before the phase: n GETs of `path` at once (any status),
+ * each on a socket of its own that the pool keeps (both sides keep idle sockets for 4-5 s).
+ */
+async function warm(pool, path, headers, n) {
+  const { 'content-type': _ct, ...rest } = headers;
+  await Promise.all(
+    Array.from({ length: n }, () =>
+      pool.request({ method: 'GET', path, headers: rest }).then((res) => res.body.dump()),
+    ),
+  );
+}

@@ -36,18 +36,33 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { chatBody, nonNegativeInt, positiveInt, streamBody } from './lib.mjs';
-import { STATE_TARGETS } from './state.mjs';
+import { connectRedis, STATE_TARGETS } from './state.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BENCH = join(ROOT, 'bench');
 const HOST = '127.0.0.1';
-const ALL_TARGETS = ['fake', 'bare', 'tollgate'];
+const ALL_TARGETS = ['fake', 'bare', 'portkey', 'tollgate'];
 // The state suite's targets (bench/state.mjs): tollgate configurations.
 const SUITES = ['default', 'state'];
-const TARGET_LABEL = { fake: 'fake direct', bare: 'bare proxy', tollgate: 'tollgate' };
+const TARGET_LABEL = { fake: 'fake direct', bare: 'bare proxy', portkey: 'portkey', tollgate: 'tollgate' };
+/** The proxies: every target but the fake upstream itself. */
+const PROXIES = ['bare', 'portkey', 'tollgate'];
 
-// The issue's targets, all relative to the bare proxy measured in the same run.
-const GOALS = { rpsRatio: 0.5, p99DeltaMs: 2, rssPerStreamKB: 64 };
+// The targets (issue 6), relative to the bare proxy and the peer (Portkey) measured in the same
+// run, with every tollgate stage on.
+const GOALS = {
+  rpsRatio: 0.4,
+  peerRatio: 5,
+  p50DeltaMs: 0.5,
+  p99DeltaMs: 3,
+  ttfcP99DeltaMs: 20,
+  rssPerStreamKB: 48,
+  lagP99Ms: 20,
+  lagLoad: 0.8,
+};
+
+/** The peer: Portkey's open-source gateway (a dev dependency), started by its own CLI. */
+const PORTKEY_BIN = join(ROOT, 'node_modules/@portkey-ai/gateway/build/start-server.js');
 
 const USAGE = `usage: node bench/run.mjs [options]   (or: npm run bench -- [options])
   --suite NAME          default (fake upstream vs bare proxy vs tollgate) or state (cache and limits,
@@ -59,10 +74,12 @@ const USAGE = `usage: node bench/run.mjs [options]   (or: npm run bench -- [opti
   --rounds N            interleaved rounds of the saturation and fixed-rate phases (default 3, --quick 1)
   --connections C       autocannon connections for saturation (default 64)
   --rate R              requests per second of the fixed-rate phase (default 500)
-  --streams N           concurrent streams in the streams phase (default 1000)
+  --streams N           concurrent streams in the streams phase (default 2000)
   --chunks N            content chunks per stream (default 20)
-  --chunk-delay-ms MS   gap between chunks, set by the fake upstream (default 200)
-  --open-rate R         streams opened per second (default 500)
+  --chunk-delay-ms MS   gap between chunks, set by the fake upstream (default 50)
+  --first-chunk-ms MS   the fake's wait before it answers a stream, a model's time to first token
+                        (default 1000): the streams are all opened before the first chunks flow
+  --open-rate R         streams opened per second, on connections opened before (default 2500)
   --target-cpu N        core for the process under test (default 0)
   --load-cpu N          core for the load generators, the fake upstream and this script (default 1)
   --quiet-wait S        before each phase, wait up to S seconds for both cores to be idle (default 60)
@@ -104,10 +121,11 @@ function parseOptions() {
       duration: { type: 'string' },
       connections: { type: 'string', default: '64' },
       rate: { type: 'string', default: '500' },
-      streams: { type: 'string', default: '1000' },
+      streams: { type: 'string', default: '2000' },
       chunks: { type: 'string', default: '20' },
-      'chunk-delay-ms': { type: 'string', default: '200' },
-      'open-rate': { type: 'string', default: '500' },
+      'chunk-delay-ms': { type: 'string', default: '50' },
+      'first-chunk-ms': { type: 'string', default: '1000' },
+      'open-rate': { type: 'string', default: '2500' },
       'target-cpu': { type: 'string', default: '0' },
       'load-cpu': { type: 'string', default: '1' },
       'quiet-wait': { type: 'string', default: '60' },
@@ -157,11 +175,13 @@ function parseOptions() {
     connections: positiveInt('connections', values.connections),
     rate: positiveInt('rate', values.rate),
     streams: positiveInt('streams', values.streams),
-    // 20 chunks 200 ms apart: each stream lives ~4.2 s. Opened at 500/s, 1,000 streams take 2 s
-    // to open, so all of them are open together for ~2 s, when the RSS is sampled. Faster chunks
-    // or opens make the load core, which also runs the fake upstream, the bottleneck on 2 cores.
+    // 20 chunks 50 ms apart: a stream relays for ~1.05 s after its first chunk. Opened at 2,500/s
+    // (0.8 s for 2,000) all of them relay together for ~0.25 s, when the RSS is sampled. The fake
+    // waits 1 s before it answers (a model's time to first token), so the opens are over before
+    // the chunks flow, as the connections are opened before the phase (load-streams.mjs).
     chunks: positiveInt('chunks', values.chunks),
     chunkDelayMs: positiveInt('chunk-delay-ms', values['chunk-delay-ms']),
+    firstChunkMs: nonNegativeInt('first-chunk-ms', values['first-chunk-ms']),
     openRate: positiveInt('open-rate', values['open-rate']),
     targetCpu: nonNegativeInt('target-cpu', values['target-cpu']),
     loadCpu: nonNegativeInt('load-cpu', values['load-cpu']),
@@ -191,6 +211,8 @@ function preflight(m) {
     if (!existsSync(join(ROOT, f)))
       throw new Error(`${f} is missing: run \`npm run build\` (npm run bench does)`);
   }
+  if (opts.targets.includes('portkey') && !existsSync(PORTKEY_BIN))
+    throw new Error('the peer (@portkey-ai/gateway, a dev dependency) is missing: run `npm ci`');
   if (!opts.pin) return;
   if (spawnSync('taskset', ['-V']).error)
     throw new Error('taskset (util-linux) not found; --no-pin runs unpinned');
@@ -475,12 +497,25 @@ async function startFake() {
   return { child, origin, pid: child.pid };
 }
 
-function writeTollgateConfig(fakeOrigin, keyHash) {
-  const path = join(tmp, 'tollgate.bench.yaml');
-  // The pool holds one connection per stream: at 256 the 1,000 streams would queue upstream.
+/**
+ * tollgate with every stage on: team key auth, the cache (every request a miss: the bodies are
+ * unique), limits (RPM and TPM per team, per key and per team+model, and concurrency) and
+ * budgets (USD and tokens) on Redis, routing and attempts, accounting (log line, spend counters).
+ * The limits and budgets are far above what the bench sends: every request pays admission, none
+ * is refused. `closed`: were Redis to fail mid-run, requests would fail visibly (503) instead of
+ * being served on local limits and measured as if they had gone to Redis.
+ */
+function writeTollgateConfig(name, fakeOrigin, keyHash, redis) {
+  const path = join(tmp, `tollgate.${name}.yaml`);
+  // The pool holds one connection per stream: at 256 the streams would queue upstream.
   const connections = Math.max(256, opts.streams + 16);
+  const huge = 'rpm: 100000000, tpm: 1000000000000';
   const yaml = [
     'server: { logLevel: info, shutdownTimeoutMs: 2000 }',
+    'store:',
+    '  type: redis',
+    `  redis: { url: '${redis.url}', keyPrefix: '${redis.prefix}', onUnavailable: closed }`,
+    'cache: { enabled: true, ttlSeconds: 300 }',
     'providers:',
     `  fake: { type: openai, baseUrl: ${fakeOrigin}/v1, connections: ${connections} }`,
     'models:',
@@ -489,9 +524,35 @@ function writeTollgateConfig(fakeOrigin, keyHash) {
     '  - name: bench',
     `    keys: [{ id: k_bench, sha256: ${keyHash} }]`,
     "    models: ['*']",
+    '    limits:',
+    '      rpm: 100000000',
+    '      tpm: 1000000000000',
+    '      concurrency: 1000000',
+    `      perKey: { ${huge} }`,
+    `      models: { gpt-4o-mini: { ${huge} } }`,
+    '    budgets: [{ period: day, usd: 1000000 }, { period: month, tokens: 1000000000000 }]',
   ];
   writeFileSync(path, `${yaml.join('\n')}\n`);
   return path;
+}
+
+/**
+ * The peer drops body fields it does not know, so the fake's stream knobs (x_fake in the body,
+ * which tollgate and the bare proxy forward) reach it as headers it is told to forward.
+ */
+function peerStreamHeaders(name, chunks, chunkDelayMs, latencyMs) {
+  if (name !== 'portkey') return {};
+  return {
+    'x-fake-chunks': String(chunks),
+    'x-fake-chunk-delay-ms': String(chunkDelayMs),
+    'x-fake-latency-ms': String(latencyMs),
+    'x-portkey-forward-headers': 'x-fake-chunks,x-fake-chunk-delay-ms,x-fake-latency-ms',
+  };
+}
+
+/** What the peer needs on every request to reach the fake: its provider and custom host. */
+function peerHeaders(fakeOrigin) {
+  return { 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${fakeOrigin}/v1` };
 }
 
 /**
@@ -499,17 +560,27 @@ function writeTollgateConfig(fakeOrigin, keyHash) {
  * "fake direct" is the shared fake upstream itself: no process of its own to start or measure.
  */
 async function startTarget(name, ctx, label) {
-  if (name === 'fake') return { origin: ctx.fake.origin, pid: undefined, stop: async () => undefined };
+  if (name === 'fake')
+    return { origin: ctx.fake.origin, pid: undefined, headers: {}, stop: async () => undefined };
   const port = await freePort();
   const origin = `http://${HOST}:${port}`;
   let child;
   let logPath;
+  let headers = {};
   if (name === 'bare') {
     const args = flags({ port, upstream: ctx.fake.origin, connections: Math.max(256, opts.streams + 16) });
     child = spawnNode(opts.targetCpu, [join(BENCH, 'bare-proxy.mjs'), ...args], {
       cwd: ROOT,
       stdio: ['ignore', 'ignore', 'pipe'],
     });
+  } else if (name === 'portkey') {
+    // Its own CLI, as its README runs it; it logs every request to stdout, which goes nowhere.
+    child = spawnNode(opts.targetCpu, [PORTKEY_BIN, `--port=${port}`], {
+      cwd: ROOT,
+      env: { ...process.env, NODE_ENV: 'production' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    headers = peerHeaders(ctx.fake.origin);
   } else {
     // One JSON log line per request is part of tollgate's real cost: it goes to a file, as in production.
     logPath = join(ctx.runDir, `tollgate-${label}.log`);
@@ -531,8 +602,10 @@ async function startTarget(name, ctx, label) {
   }
   const tail = stderrTail(child);
   try {
-    // tollgate has /healthz; the bare proxy forwards everything, so the fake's model list through it.
-    await waitHttpOk(`${origin}${name === 'tollgate' ? '/healthz' : '/v1/models'}`, 20_000, name, child);
+    // tollgate has /healthz, the peer answers / itself; the bare proxy forwards everything, so the
+    // fake's model list through it.
+    const ready = { tollgate: '/healthz', portkey: '/', bare: '/v1/models' }[name];
+    await waitHttpOk(`${origin}${ready}`, 20_000, name, child);
   } catch (err) {
     await stopChild(child);
     throw new Error(`${err.message}\n${tail()}`);
@@ -547,6 +620,7 @@ async function startTarget(name, ctx, label) {
     pid: child.pid,
     logPath,
     pinnedTo,
+    headers,
     stop: async () => {
       await stopChild(child, 8000);
       if (child.exitCode !== 0 && child.signalCode === null && tail().trim()) {
@@ -557,11 +631,11 @@ async function startTarget(name, ctx, label) {
 }
 
 /** One checked request of each kind before any load: a misconfigured target fails here, not in a table. */
-async function smoke(origin, key) {
+async function smoke(origin, key, extra = {}) {
   const post = async (body) => {
     const res = await request(`${origin}/v1/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, ...extra },
       body,
       headersTimeout: 5000,
       bodyTimeout: 5000,
@@ -599,6 +673,15 @@ const LOAD_SLACK_MS = 60_000;
 const chatUrl = (origin) => `${origin}/v1/chat/completions`;
 
 /**
+ * What every load generator sends a target: its URL, the key, a unique body per request (so
+ * tollgate's cache misses every time and a miss is what is measured), and the target's headers.
+ */
+function loadArgs(t, ctx) {
+  const headers = Object.keys(t.headers).length > 0 ? { headers: JSON.stringify(t.headers) } : {};
+  return { url: chatUrl(t.origin), key: ctx.key, body: 'unique', ...headers };
+}
+
+/**
  * Phases a and b, in interleaved rounds. This machine's speed drifts by 10-40% from one 10 s
  * window to the next (a VM: the host's other tenants), so measuring all of bare and then all of
  * tollgate would fold that drift into the ratio. Instead every round measures each target back to
@@ -610,7 +693,7 @@ async function httpPhases(ctx) {
   try {
     for (const name of opts.targets) {
       procs[name] = await startTarget(name, ctx, 'http');
-      await smoke(procs[name].origin, ctx.key);
+      await smoke(procs[name].origin, ctx.key, procs[name].headers);
       out[name] = { pinnedTo: procs[name].pinnedTo ?? null, saturationRounds: [], rateRounds: [] };
     }
     const orderFor = (round) => {
@@ -624,7 +707,7 @@ async function httpPhases(ctx) {
         const t = procs[name];
         const busyBeforePct = await waitQuiet();
         const meter = cpuMeter(t.pid ?? ctx.fake.pid);
-        const args = { url: chatUrl(t.origin), key: ctx.key, connections: opts.connections };
+        const args = { ...loadArgs(t, ctx), connections: opts.connections };
         const r = await runLoad(
           'load-saturation.mjs',
           flags({ ...args, duration: opts.duration, warmup: opts.warmup }),
@@ -647,7 +730,7 @@ async function httpPhases(ctx) {
         const meter = cpuMeter(t.pid ?? ctx.fake.pid);
         const r = await runLoad(
           'load-rate.mjs',
-          flags({ url: chatUrl(t.origin), key: ctx.key, rate: opts.rate, duration: opts.duration }),
+          flags({ ...loadArgs(t, ctx), rate: opts.rate, duration: opts.duration }),
           (1 + opts.duration) * 1000 + LOAD_SLACK_MS,
           meter.onLine,
         );
@@ -660,15 +743,62 @@ async function httpPhases(ctx) {
         );
       }
     }
+    for (const name of opts.targets) {
+      out[name].saturation = summarizeSaturation(out[name].saturationRounds);
+      out[name].rate = summarizeRate(out[name].rateRounds);
+    }
+    if (procs.tollgate) out.tollgate.lag = await lagPhase(procs.tollgate, ctx, out.tollgate.saturation.rps);
   } finally {
     for (const p of Object.values(procs)) await p.stop();
   }
-  for (const name of opts.targets) {
-    out[name].saturation = summarizeSaturation(out[name].saturationRounds);
-    out[name].rate = summarizeRate(out[name].rateRounds);
-    out[name].logLines = countLines(procs[name].logPath);
-  }
+  for (const name of opts.targets) out[name].logLines = countLines(procs[name].logPath);
   return out;
+}
+
+/**
+ * Event-loop health: tollgate at GOALS.lagLoad of its own saturation RPS (open loop) for one
+ * phase, and its `tollgate_event_loop_lag_seconds` over exactly that phase (a scrape right
+ * before starts the window: each scrape reads and resets the lag histogram).
+ */
+async function lagPhase(t, ctx, saturationRps) {
+  const rate = Math.max(1, Math.round(GOALS.lagLoad * saturationRps));
+  await waitQuiet();
+  await scrapeLag(t.origin);
+  const meter = cpuMeter(t.pid);
+  const r = await runLoad(
+    'load-rate.mjs',
+    flags({ ...loadArgs(t, ctx), rate, duration: opts.duration }),
+    (1 + opts.duration) * 1000 + LOAD_SLACK_MS,
+    meter.onLine,
+  );
+  const lag = await scrapeLag(t.origin);
+  const out = {
+    rate,
+    achievedRate: r.achievedRate,
+    latencyMs: r.latencyMs,
+    errors: r.errors + r.non2xx + r.badBody,
+    cpu: meter.result() ?? null,
+    lagMs: lag,
+  };
+  log(
+    `[lag] tollgate at ${rate} req/s (${pct(GOALS.lagLoad)} of its saturation): event-loop lag ` +
+      `p50 ${fmt(lag.p50)} / p99 ${fmt(lag.p99)} / max ${fmt(lag.max)} ms, request p99 ${fmt(r.latencyMs.p99)} ms`,
+  );
+  return out;
+}
+
+/** tollgate's event-loop lag since its previous scrape, in ms by quantile. */
+async function scrapeLag(origin) {
+  const res = await request(`${origin}/metrics`, { headersTimeout: 5000, bodyTimeout: 5000 });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`/metrics answered ${res.statusCode}: ${text.slice(0, 200)}`);
+  const q = (quantile) => {
+    const m = new RegExp(`^tollgate_event_loop_lag_seconds\\{quantile="${quantile}"\\} (\\S+)$`, 'm').exec(
+      text,
+    );
+    return m ? round(Number(m[1]) * 1000, 2) : null;
+  };
+  return { p50: q('0.5'), p99: q('0.99'), max: q('1') };
 }
 
 /** Phase c, on a fresh process per target, so the RSS baseline holds no heap left from phases a-b. */
@@ -676,17 +806,24 @@ async function streamPhase(name, ctx) {
   const label = TARGET_LABEL[name];
   const t = await startTarget(name, ctx, 'streams');
   try {
-    const streamArgs = (streams, chunks, delay) =>
-      flags({
-        url: chatUrl(t.origin),
-        key: ctx.key,
+    const { body: _unique, headers: _h, ...common } = loadArgs(t, ctx);
+    const streamArgs = (streams, chunks, delay, firstChunkMs) => [
+      ...flags({
+        ...common,
+        headers: JSON.stringify({ ...t.headers, ...peerStreamHeaders(name, chunks, delay, firstChunkMs) }),
         streams,
         chunks,
         'chunk-delay-ms': delay,
+        'first-chunk-ms': firstChunkMs,
         'open-rate': opts.openRate,
-      });
+        // Connections opened before the phase: see load-streams.mjs. The peer answers its own
+        // model list; the others' GET reaches the fake through them, or tollgate's own list.
+        'warm-path': '/v1/models',
+      }),
+      '--unique',
+    ];
     // Warm-up: the stream code compiled and the pools started before the baseline is taken.
-    await runLoad('load-streams.mjs', streamArgs(Math.min(100, opts.streams), 5, 20), LOAD_SLACK_MS);
+    await runLoad('load-streams.mjs', streamArgs(Math.min(100, opts.streams), 5, 20, 0), LOAD_SLACK_MS);
     const busyBeforePct = await waitQuiet();
     const before = t.pid ? rssKB(t.pid) : undefined;
     let allOpen;
@@ -702,8 +839,11 @@ async function streamPhase(name, ctx) {
     try {
       s = await runLoad(
         'load-streams.mjs',
-        streamArgs(opts.streams, opts.chunks, opts.chunkDelayMs),
-        (opts.chunks + 2) * opts.chunkDelayMs + (opts.streams / opts.openRate) * 1000 + LOAD_SLACK_MS,
+        streamArgs(opts.streams, opts.chunks, opts.chunkDelayMs, opts.firstChunkMs),
+        opts.firstChunkMs +
+          (opts.chunks + 2) * opts.chunkDelayMs +
+          (opts.streams / opts.openRate) * 1000 +
+          LOAD_SLACK_MS,
         (line) => {
           // The moment every stream is open at once: the memory they hold is all there.
           if (line === 'ALL_OPEN' && t.pid) allOpen = rssKB(t.pid);
@@ -790,14 +930,18 @@ function summarizeRate(rounds) {
 
 function verdicts(results) {
   const bare = results.bare;
+  const peer = results.portkey;
   const tg = results.tollgate;
   const v = [];
-  // Paired: each round's tollgate figure against the bare figure measured seconds before or after
+  // Paired: each round's tollgate figure against the other's measured seconds before or after
   // it, then the median over rounds, so that drift of the machine between rounds cancels out.
+  const pairedRatio = (other) =>
+    median(tg.saturationRounds.map((r, i) => r.rps / other.saturationRounds[i].rps));
+  const perRoundRatios = (other) => tg.saturationRounds.map((r, i) => r.rps / other.saturationRounds[i].rps);
+  const clean = tg?.saturation ? tg.saturation.errors + tg.saturation.non2xx === 0 : false;
   if (bare?.saturation && tg?.saturation) {
-    const perRound = tg.saturationRounds.map((r, i) => r.rps / bare.saturationRounds[i].rps);
-    const ratio = median(perRound);
-    const clean = tg.saturation.errors + tg.saturation.non2xx === 0;
+    const perRound = perRoundRatios(bare);
+    const ratio = pairedRatio(bare);
     v.push({
       id: 'rps_ratio',
       label: 'saturation RPS, tollgate / bare',
@@ -808,19 +952,37 @@ function verdicts(results) {
       pass: ratio >= GOALS.rpsRatio && clean,
     });
   }
-  if (bare?.rate && tg?.rate) {
-    const perRound = tg.rateRounds.map((r, i) => r.latencyMs.p99 - bare.rateRounds[i].latencyMs.p99);
-    const delta = median(perRound);
-    const clean = tg.rate.errors + tg.rate.non2xx + tg.rate.badBody === 0 && tg.rate.ok === tg.rate.sent;
+  if (peer?.saturation && tg?.saturation) {
+    const perRound = perRoundRatios(peer);
+    const ratio = pairedRatio(peer);
     v.push({
-      id: 'p99_delta',
-      label: `p99 at ${opts.rate} req/s, tollgate - bare`,
-      value: round(delta, 3),
-      perRound: perRound.map((x) => round(x, 3)),
-      display: `${signed(delta)} ms (rounds ${perRound.map((x) => signed(x)).join(', ')})`,
-      goal: `<= +${GOALS.p99DeltaMs} ms, all answered`,
-      pass: delta <= GOALS.p99DeltaMs && clean,
+      id: 'peer_ratio',
+      label: 'saturation RPS, tollgate / portkey',
+      value: round(ratio, 2),
+      perRound: perRound.map((x) => round(x, 2)),
+      display: `${fmt(ratio)}x (rounds ${perRound.map((x) => `${fmt(x)}x`).join(', ')})`,
+      goal: `>= ${GOALS.peerRatio}x, no errors`,
+      pass: ratio >= GOALS.peerRatio && clean,
     });
+  }
+  if (bare?.rate && tg?.rate) {
+    const rateClean = tg.rate.errors + tg.rate.non2xx + tg.rate.badBody === 0 && tg.rate.ok === tg.rate.sent;
+    for (const [q, goal] of [
+      ['p50', GOALS.p50DeltaMs],
+      ['p99', GOALS.p99DeltaMs],
+    ]) {
+      const perRound = tg.rateRounds.map((r, i) => r.latencyMs[q] - bare.rateRounds[i].latencyMs[q]);
+      const delta = median(perRound);
+      v.push({
+        id: `${q}_delta`,
+        label: `${q} at ${opts.rate} req/s, tollgate - bare`,
+        value: round(delta, 3),
+        perRound: perRound.map((x) => round(x, 3)),
+        display: `${signed(delta)} ms (rounds ${perRound.map((x) => signed(x)).join(', ')})`,
+        goal: `<= +${goal} ms, all answered`,
+        pass: delta <= goal && rateClean,
+      });
+    }
   }
   if (tg?.streams) {
     const s = tg.streams;
@@ -832,6 +994,17 @@ function verdicts(results) {
       goal: '0 / 0 / 0',
       pass: s.lostChunks + s.stalled + s.failed + s.unexpectedEvents === 0 && s.completed === s.streams,
     });
+    if (bare?.streams) {
+      const delta = s.ttfcMs.p99 - bare.streams.ttfcMs.p99;
+      v.push({
+        id: 'ttfc_p99_delta',
+        label: 'streams first-chunk p99, tollgate - bare',
+        value: round(delta, 1),
+        display: `${signed(delta)} ms (${fmt(s.ttfcMs.p99, 0)} vs ${fmt(bare.streams.ttfcMs.p99, 0)} ms)`,
+        goal: `<= +${GOALS.ttfcP99DeltaMs} ms`,
+        pass: delta <= GOALS.ttfcP99DeltaMs,
+      });
+    }
     const per = s.rss?.perStreamKB ?? null;
     v.push({
       id: 'rss_per_stream',
@@ -840,6 +1013,17 @@ function verdicts(results) {
       display: per === null ? 'n/a (the streams were never all open at once)' : `${fmt(per, 1)} KB`,
       goal: `<= ${GOALS.rssPerStreamKB} KB`,
       pass: per !== null && per <= GOALS.rssPerStreamKB,
+    });
+  }
+  if (tg?.lag) {
+    const l = tg.lag;
+    v.push({
+      id: 'lag_p99',
+      label: `event-loop lag p99 at ${pct(GOALS.lagLoad)} of saturation (${l.rate} req/s)`,
+      value: l.lagMs.p99,
+      display: `${fmt(l.lagMs.p99)} ms (max ${fmt(l.lagMs.max)} ms)`,
+      goal: `< ${GOALS.lagP99Ms} ms, all answered`,
+      pass: l.lagMs.p99 !== null && l.lagMs.p99 < GOALS.lagP99Ms && l.errors === 0,
     });
   }
   return v;
@@ -865,7 +1049,7 @@ function contention(results) {
     if (c.targetCore.stealPct > 5)
       out.push(`${where}: ${c.targetCore.stealPct}% steal time on the target core`);
   };
-  for (const name of ['bare', 'tollgate']) {
+  for (const name of PROXIES) {
     const r = results[name];
     if (!r) continue;
     r.saturationRounds.forEach((x, i) =>
@@ -956,6 +1140,9 @@ function report(results, checks, warnings, m) {
       r.streams.rss ? `${mb(r.streams.rss.beforeKB)} / ${mb(r.streams.rss.allOpenKB)}` : 'n/a',
     ),
     row('RSS per open stream KB', (r) => (r.streams.rss ? fmt(r.streams.rss.perStreamKB, 1) : 'n/a')),
+    row('streams all open together', (r) =>
+      r.streams.allOpenAtMs === null ? `no (at most ${r.streams.maxOpen})` : `at ${r.streams.allOpenAtMs} ms`,
+    ),
   ];
   log('\n## Figures\n');
   log(table(['', ...names.map((n) => TARGET_LABEL[n])], rows));
@@ -976,6 +1163,16 @@ function report(results, checks, warnings, m) {
     if (a && b)
       log(`tollgate / bare req per CPU-s:  ${pct(a / b)} (unaffected by CPU time lost to neighbours)`);
   }
+  if (sat('portkey') && sat('tollgate')) {
+    log(
+      `tollgate / portkey RPS:         ${fmt(sat('tollgate').rps / sat('portkey').rps)}x (ratio of the medians)`,
+    );
+    const a = sat('tollgate').reqPerCpuS;
+    const b = sat('portkey').reqPerCpuS;
+    if (a && b) log(`tollgate / portkey req per CPU-s: ${fmt(a / b)}x`);
+  }
+  if (sat('portkey') && sat('bare'))
+    log(`portkey / bare RPS:             ${pct(sat('portkey').rps / sat('bare').rps)}`);
   // The load side limits the bare proxy when the proxy has CPU to spare while the load core has none.
   const bare = sat('bare');
   if (bare && bare.targetCpuPct !== null && bare.targetCpuPct < 90 && bare.loadCoreBusyPct >= 95) {
@@ -991,9 +1188,12 @@ function report(results, checks, warnings, m) {
   }
   for (const w of warnings) log(`WARNING: ${w}`);
 
-  log('\n## Targets (tollgate against the bare proxy of this run; median of the per-round comparisons)\n');
+  log(
+    '\n## Targets (tollgate, every stage on, against the bare proxy and the peer of this run; ' +
+      'median of the per-round comparisons)\n',
+  );
   if (checks.length === 0)
-    log('(needs both bare and tollgate: run without --only, or with --only bare,tollgate)');
+    log('(needs bare and tollgate: run without --only, or with --only bare,portkey,tollgate)');
   else {
     const verdictRows = checks.map((c) => [c.label, c.display, c.goal, c.pass ? 'PASS' : 'FAIL']);
     log(table(['target', 'measured', 'goal', 'verdict'], verdictRows));
@@ -1085,14 +1285,27 @@ async function main() {
   );
 
   const key = `tg-${randomBytes(24).toString('base64url')}`;
+  // tollgate's limits, budgets, cache and spend live in this Redis, under a prefix of the run's own.
+  const redis = opts.targets.includes('tollgate') ? await connectRedis(opts.redisUrl) : undefined;
+  const prefix = `tg:bench:${randomBytes(6).toString('hex')}:`;
   const fake = await startFake();
   const ctx = {
     fake,
     key,
     runDir,
-    tollgateConfig: writeTollgateConfig(fake.origin, createHash('sha256').update(key).digest('hex')),
+    tollgateConfig: writeTollgateConfig(
+      'bench',
+      fake.origin,
+      createHash('sha256').update(key).digest('hex'),
+      {
+        url: opts.redisUrl,
+        prefix,
+      },
+    ),
   };
-  log(`fake:     ${fake.origin} (pid ${fake.pid})\n`);
+  log(`fake:     ${fake.origin} (pid ${fake.pid})`);
+  if (redis) log(`redis:    ${opts.redisUrl} (Redis ${redis.version}), key prefix ${prefix}`);
+  log('');
 
   let results;
   try {
@@ -1100,6 +1313,14 @@ async function main() {
     for (const name of opts.targets) results[name].streams = await streamPhase(name, ctx);
   } finally {
     await stopChild(fake.child);
+    if (redis) {
+      const n = await redis.deletePrefix(prefix).catch((err) => {
+        log(`WARNING: could not delete the bench's Redis keys (${prefix}*): ${err.message}`);
+        return null;
+      });
+      if (n !== null) log(`\nredis:    deleted ${n} keys under ${prefix}`);
+      await redis.close();
+    }
   }
 
   const checks = verdicts(results);

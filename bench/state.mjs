@@ -491,7 +491,7 @@ function requestLines(lines) {
 // ----------------------------------------------------------------------------------------------
 // Redis: commandstats, CPU, MONITOR, clean-up
 
-async function connectRedis(url) {
+export async function connectRedis(url) {
   const u = new URL(url);
   if (!['redis:', 'rediss:'].includes(u.protocol) || !['127.0.0.1', 'localhost'].includes(u.hostname)) {
     throw new Error(`--redis-url ${url}: the bench only talks to a Redis on 127.0.0.1`);
