@@ -2,12 +2,11 @@
 // the increments of every request in it summed per counter. At saturation that is one Redis
 // script every 25 ms per team instead of one per request (each ~30 HINCRBYs): at 1,200 misses/s
 // the per-request scripts pushed Redis past the command timeout. A request that holds a budget
-// reservation joins the batch too, with its lease id: the batch's one call releases the
-// reservations of its requests and adds their spend (so spent + reserved never undercounts). A
-// reservation is thereby held up to one window longer than its request, which can refuse a
-// request near the limit that would have fitted 25 ms later; writing budgeted requests one by
-// one cost a Redis call each (~30 HINCRBYs) and a syscall on the gateway, which on a 2-core VM
-// took 10% of its CPU at saturation. Threshold checks run on each written batch's totals.
+// reservation is written at once, on its own: its reservation must be released by the very call
+// that adds its spend (so spent + reserved never undercounts), and holding a conservative
+// reservation for a window longer would refuse the team's next requests near its limit for
+// nothing. So teams with budgets pay one call per request, the others share. Threshold checks
+// run on each written batch's totals.
 import type { Logger } from 'pino';
 import type { Keys } from '../stores/keys.js';
 import type { CounterIncrement, Store } from '../stores/store.js';
@@ -37,10 +36,16 @@ export class SpendWriter {
 
   /** Queues one request's increments (all under `team`'s hash tag) and its reservation's release. */
   add(team: string, leaseId: string | undefined, increments: readonly CounterIncrement[]): void {
+    if (leaseId !== undefined) {
+      const own: Batch = { merged: new Map(), leaseIds: [leaseId] };
+      merge(own, increments);
+      const p = this.write(team, own).finally(() => this.inFlight.delete(p));
+      this.inFlight.add(p);
+      return;
+    }
     let batch = this.batches.get(team);
     if (!batch) this.batches.set(team, (batch = { merged: new Map(), leaseIds: [] }));
     merge(batch, increments);
-    if (leaseId !== undefined) batch.leaseIds.push(leaseId);
     this.timer ??=
       this.options.flushMs > 0
         ? setTimeout(() => void this.flush(), this.options.flushMs)
