@@ -345,26 +345,49 @@ function unavailable(cause: unknown): StoreUnavailableError {
     : new StoreUnavailableError('Redis is unavailable', { cause });
 }
 
+/**
+ * A deadline timer late by more than half its wait (and at least 10 ms) means the event loop
+ * was blocked for most of it: the call had no fair chance.
+ */
+const lateTimerMs = (ms: number): number => Math.max(10, ms / 2);
+
 /** A call that passed its deadline (as opposed to one Redis answered with an error). */
 class DeadlineError extends StoreUnavailableError {}
 
 /**
- * Rejects with a DeadlineError when `promise` has not settled within `ms`. When the timer fires,
- * one poll phase of the event loop runs before the verdict: on a busy loop the timers phase
- * comes before the I/O phase, so a reply that arrived in time may still be unread in the socket.
- * Without this grace a saturated gateway timed out Redis calls Redis had answered in under a
+ * Rejects with a DeadlineError when `promise` has not settled within `ms` of time the event loop
+ * was free to make progress on it. Two allowances for a busy loop, which cannot tell a slow
+ * Redis from its own backlog:
+ * - a timer that fires late (the loop was blocked) is re-armed once for the time lost, up to
+ *   `ms` more: while the loop was blocked the command may not even have left (writes go out at
+ *   the end of a turn, connect.ts) and its reply could not be read;
+ * - when the timer fires, one poll phase runs before the verdict: the timers phase comes before
+ *   the I/O phase, so a reply that arrived in time may still be unread in the socket.
+ * Without them a saturated gateway timed out Redis calls Redis had answered in under a
  * millisecond, and marked Redis down.
  */
 function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let settled = false;
-    const timer = setTimeout(() => {
-      setImmediate(() => {
-        if (settled) return;
-        settled = true;
-        reject(new DeadlineError(`Redis did not answer within ${ms} ms`));
-      });
-    }, ms);
+    let rearmed = false;
+    let dueAt = performance.now() + ms;
+    const verdict = (): void => {
+      if (settled) return;
+      settled = true;
+      reject(new DeadlineError(`Redis did not answer within ${ms} ms`));
+    };
+    const onTimer = (): void => {
+      const late = performance.now() - dueAt;
+      if (!rearmed && late > lateTimerMs(ms)) {
+        rearmed = true;
+        const extra = Math.min(late, ms);
+        dueAt = performance.now() + extra;
+        timer = setTimeout(onTimer, extra);
+        return;
+      }
+      setImmediate(verdict);
+    };
+    let timer = setTimeout(onTimer, ms);
     // The late outcome, if any, is dropped: the caller has moved on.
     promise.then(
       (value) => {
