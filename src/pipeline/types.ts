@@ -95,6 +95,11 @@ export interface PipelineContext {
   deadlineAt: number | undefined;
   /** The budget reservation the accounting stage settles; set by the budget stage. */
   budgetLeaseId?: string | undefined;
+  /**
+   * The counters the request's budgets check (`${key}\n${field}`): written with the lease's
+   * release in one call, while the rest of its spend joins the team's batch.
+   */
+  budgetCounters?: ReadonlySet<string> | undefined;
 }
 
 export type Next = (ctx: PipelineContext) => Promise<Outcome>;

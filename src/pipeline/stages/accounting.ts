@@ -117,7 +117,7 @@ export function createAccountingStage(deps: AccountingDeps, options: AccountingO
       saved_micros: savedMicros,
       estimated,
     });
-    spend.add(r.team, ctx.budgetLeaseId, spendIncrements(keys, r, now(), options.hourly));
+    spend.add(r.team, ctx.budgetLeaseId, spendIncrements(keys, r, now(), options.hourly), ctx.budgetCounters);
     return usage;
   }
 

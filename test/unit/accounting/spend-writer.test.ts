@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SpendWriter } from '../../../src/accounting/spend-writer.js';
+import { counterId, SpendWriter } from '../../../src/accounting/spend-writer.js';
 import { createKeys } from '../../../src/stores/keys.js';
 import { MemoryStore } from '../../../src/stores/memory-store.js';
 import type { CounterIncrement } from '../../../src/stores/store.js';
@@ -58,6 +58,37 @@ describe('SpendWriter', () => {
     assert.equal(calls.length, 1);
     assert.deepEqual(calls[0]!.leaseIds, ['r1']);
     assert.deepEqual((await store.readCounters([day]))[0], { cost: 12, 'cost:r': 0 });
+  });
+
+  it("writes only the counters a reservation's budgets check with its release; the rest joins the batch", async () => {
+    const { store, writer, calls } = setup(20);
+    const day = keys.teamSpend('a', 'd:x');
+    await store.reserve(
+      { key: keys.teamBudgetLeases('a'), id: 'r1', ms: 60_000 },
+      [{ key: day, spentField: 'cost', reservedField: 'cost:r', limit: 100, amount: 40 }],
+      60_000,
+    );
+    const increments = [...inc('a', 'cost', 12), ...inc('a', 'cost|model|m', 12), ...inc('a', 'requests', 1)];
+    writer.add('a', 'r1', increments, new Set([counterId(day, 'cost')]));
+    await new Promise((r) => setImmediate(r));
+    // At once: the release with the budget's own counter, nothing else.
+    assert.equal(calls.length, 1);
+    assert.deepEqual(calls[0]!.leaseIds, ['r1']);
+    assert.deepEqual(
+      calls[0]!.increments.map((i) => i.field),
+      ['cost'],
+    );
+    assert.deepEqual((await store.readCounters([day]))[0], { cost: 12, 'cost:r': 0 });
+    // The breakdown follows in the team's batch.
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(calls.length, 2);
+    assert.deepEqual(calls[1]!.leaseIds, []);
+    assert.deepEqual((await store.readCounters([day]))[0], {
+      cost: 12,
+      'cost:r': 0,
+      'cost|model|m': 12,
+      requests: 1,
+    });
   });
 
   it('writes everything queued on flush, without waiting for the window (shutdown)', async () => {
