@@ -48,6 +48,27 @@ local function reset_ms(capacity, rate, tokens)
   return math.ceil(missing / rate * 1000)
 end
 
+-- Reads n buckets, KEYS[k0 + i] with ARGV capacity, refill per second, cost from a0 + 3(i-1) + 1,
+-- and says whether all can pay now: limiting is the 0-based bucket that must wait longest
+-- (-1 when all can pay; the first among equals, as in MemoryStore), retry_ms that wait.
+local function check_buckets(k0, a0, n)
+  local b = {capacity = {}, rate = {}, cost = {}, levels = {}, retry_ms = 0, limiting = -1}
+  for i = 1, n do
+    local a = a0 + (i - 1) * 3
+    b.capacity[i], b.rate[i], b.cost[i] = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    b.levels[i] = level(KEYS[k0 + i], b.capacity[i], b.rate[i])
+    local short = b.cost[i] - b.levels[i]
+    if short > 0 then
+      local wait_ms = math.ceil(short / b.rate[i] * 1000)
+      if wait_ms > b.retry_ms or b.limiting == -1 then
+        b.retry_ms = wait_ms
+        b.limiting = i - 1
+      end
+    end
+  end
+  return b
+end
+
 local function store(key, capacity, rate, tokens)
   if tokens >= capacity then
     redis.call('DEL', key)
@@ -60,6 +81,20 @@ local function store(key, capacity, rate, tokens)
   else
     -- A bucket that never refills is a fixed quota: it stays until something deletes it.
     redis.call('PERSIST', key)
+  end
+end
+
+-- Puts remaining and resetMs of each checked bucket into reply from index r + 1: charged when
+-- pay is true (and then stored), as found otherwise.
+local function bucket_reply(reply, r, k0, b, n, pay)
+  for i = 1, n do
+    local tokens = b.levels[i]
+    if pay then
+      tokens = math.min(b.capacity[i], b.levels[i] - b.cost[i])
+      store(KEYS[k0 + i], b.capacity[i], b.rate[i], tokens)
+    end
+    reply[r + 2 * i - 1] = fmt(tokens)
+    reply[r + 2 * i] = fmt(reset_ms(b.capacity[i], b.rate[i], tokens))
   end
 end
 `;

@@ -35,6 +35,44 @@ local leases, amounts = KEYS[1], KEYS[2]
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now_ms, 'LIMIT', 0, 100)) do
   release(amounts, leases, id)
 end
+
+-- n budget checks: the hash KEYS[2 + i], and from ARGV a0 + 4(i-1) + 1 its spent field, reserved
+-- field, limit and amount. Room while spent + reserved < limit: returns spent + reserved per
+-- check and the first without room (0-based, -1 when all have room).
+local function check_budgets(a0, n)
+  local used, exhausted = {}, -1
+  for i = 1, n do
+    local key, a = KEYS[2 + i], a0 + (i - 1) * 4
+    local spent = tonumber(redis.call('HGET', key, ARGV[a + 1]) or '0')
+    local reserved = tonumber(redis.call('HGET', key, ARGV[a + 2]) or '0')
+    used[i] = spent + reserved
+    if exhausted == -1 and used[i] >= tonumber(ARGV[a + 3]) then exhausted = i - 1 end
+  end
+  return used, exhausted
+end
+
+-- Reserves each check's amount under lease id (what it reserved kept beside the lease set).
+local function reserve_budgets(a0, n, id, lease_ms, ttl_ms)
+  local rec = {}
+  for i = 1, n do
+    local key, a = KEYS[2 + i], a0 + (i - 1) * 4
+    local amount = ARGV[a + 4]
+    if tonumber(amount) > 0 then
+      redis.call('HINCRBY', key, ARGV[a + 2], amount)
+      keep(key, ttl_ms)
+      rec[#rec + 1] = {key, ARGV[a + 2], amount}
+    end
+  end
+  if #rec > 0 then
+    redis.call('HSET', amounts, id, cjson.encode(rec))
+    redis.call('ZADD', leases, now_ms + lease_ms, id)
+    -- As long as the budget hashes, not the lease: an expired reservation is returned by the
+    -- next call on the team, however late; were the set to expire with its newest lease, that
+    -- one's amount would stay reserved for the rest of the period.
+    keep(leases, ttl_ms)
+    keep(amounts, ttl_ms)
+  end
+end
 `;
 
 /**
@@ -46,37 +84,11 @@ end
 export const RESERVE_LUA = `${REAP}
 local id, lease_ms, ttl_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local n = #KEYS - 2
-local used = {}
-local exhausted = -1
-for i = 1, n do
-  local key, a = KEYS[i + 2], 3 + (i - 1) * 4
-  local spent = tonumber(redis.call('HGET', key, ARGV[a + 1]) or '0')
-  local reserved = tonumber(redis.call('HGET', key, ARGV[a + 2]) or '0')
-  used[i] = spent + reserved
-  if exhausted == -1 and used[i] >= tonumber(ARGV[a + 3]) then exhausted = i - 1 end
-end
+local used, exhausted = check_budgets(3, n)
 if exhausted >= 0 then
   return {0, exhausted, unpack(used)}
 end
-local rec = {}
-for i = 1, n do
-  local key, a = KEYS[i + 2], 3 + (i - 1) * 4
-  local amount = ARGV[a + 4]
-  if tonumber(amount) > 0 then
-    redis.call('HINCRBY', key, ARGV[a + 2], amount)
-    keep(key, ttl_ms)
-    rec[#rec + 1] = {key, ARGV[a + 2], amount}
-  end
-end
-if #rec > 0 then
-  redis.call('HSET', amounts, id, cjson.encode(rec))
-  redis.call('ZADD', leases, now_ms + lease_ms, id)
-  -- As long as the budget hashes, not the lease: an expired reservation is returned by the next
-  -- call on the team, however late; were the set to expire with its newest lease, that one's
-  -- amount would stay reserved for the rest of the period.
-  keep(leases, ttl_ms)
-  keep(amounts, ttl_ms)
-end
+reserve_budgets(3, n, id, lease_ms, ttl_ms)
 return {1, -1, unpack(used)}
 `;
 

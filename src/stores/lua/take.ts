@@ -11,40 +11,9 @@ import { BUCKET_LUA } from './bucket.js';
  */
 export const TAKE_LUA = `${BUCKET_LUA}
 local n = #KEYS
-local capacity, rate, cost, levels = {}, {}, {}, {}
-local retry_ms, limiting = 0, -1
-for i = 1, n do
-  capacity[i] = tonumber(ARGV[3 * i - 2])
-  rate[i] = tonumber(ARGV[3 * i - 1])
-  cost[i] = tonumber(ARGV[3 * i])
-  levels[i] = level(KEYS[i], capacity[i], rate[i])
-  local short = cost[i] - levels[i]
-  if short > 0 then
-    local wait_ms = math.ceil(short / rate[i] * 1000)
-    -- The first bucket among equals names the wait, as in MemoryStore.
-    if wait_ms > retry_ms or limiting == -1 then
-      retry_ms = wait_ms
-      limiting = i - 1
-    end
-  end
-end
-
-local reply = {}
-if limiting ~= -1 then
-  reply[1], reply[2], reply[3] = 0, fmt(retry_ms), limiting
-  for i = 1, n do
-    reply[2 + 2 * i] = fmt(levels[i])
-    reply[3 + 2 * i] = fmt(reset_ms(capacity[i], rate[i], levels[i]))
-  end
-  return reply
-end
-
-reply[1], reply[2], reply[3] = 1, '0', -1
-for i = 1, n do
-  local tokens = math.min(capacity[i], levels[i] - cost[i])
-  store(KEYS[i], capacity[i], rate[i], tokens)
-  reply[2 + 2 * i] = fmt(tokens)
-  reply[3 + 2 * i] = fmt(reset_ms(capacity[i], rate[i], tokens))
-end
+local b = check_buckets(0, 0, n)
+local admitted = b.limiting == -1
+local reply = {admitted and 1 or 0, admitted and '0' or fmt(b.retry_ms), b.limiting}
+bucket_reply(reply, 3, 0, b, n, admitted)
 return reply
 `;

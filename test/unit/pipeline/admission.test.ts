@@ -64,6 +64,14 @@ function setup(budget: Partial<BudgetConfig>, limits: Partial<TeamLimitsConfig> 
 
 const ok: Outcome = { kind: 'json', status: 200, headers: {}, body: {}, usage: undefined };
 
+/** A first request admitted and held in flight until release() (its slot and reservation kept). */
+async function holdOne(stage: ReturnType<typeof setup>['stage']) {
+  let release!: () => void;
+  const held = stage(makePipelineContext(), () => new Promise<Outcome>((r) => (release = () => r(ok))));
+  await new Promise((r) => setImmediate(r));
+  return { release, held };
+}
+
 describe('admission in one store call (limits stage with the budgets)', () => {
   it('asks the store once per request: buckets, slot and budget in one admit', async () => {
     const { stage, calls } = setup({ usd: 10, tokens: 1_000_000 }, { concurrency: 5 });
@@ -83,10 +91,7 @@ describe('admission in one store call (limits stage with the budgets)', () => {
   it('answers a spent budget with insufficient_quota and the rate headers, charging nothing', async () => {
     const { stage, store, keys } = setup({ usd: 0.001 }, { concurrency: 1 });
     // The first request reserves the whole budget (1,000 µ$ = $0.001) and holds the only slot.
-    const first = makePipelineContext();
-    let release!: () => void;
-    const held = stage(first, () => new Promise<Outcome>((r) => (release = () => r(ok))));
-    await new Promise((r) => setImmediate(r));
+    const { release, held } = await holdOne(stage);
     const second = makePipelineContext();
     await assert.rejects(
       stage(second, async () => ok),
@@ -114,10 +119,7 @@ describe('admission in one store call (limits stage with the budgets)', () => {
 
   it('answers the concurrency cap with a 429, reserving no budget', async () => {
     const { stage, store, keys } = setup({ usd: 10 }, { concurrency: 1 });
-    const first = makePipelineContext();
-    let release!: () => void;
-    const held = stage(first, () => new Promise<Outcome>((r) => (release = () => r(ok))));
-    await new Promise((r) => setImmediate(r));
+    const { release, held } = await holdOne(stage);
     const second = makePipelineContext();
     await assert.rejects(
       stage(second, async () => ok),
