@@ -36,7 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { chatBody, nonNegativeInt, positiveInt, streamBody } from './lib.mjs';
-import { connectRedis, STATE_TARGETS } from './state.mjs';
+import { connectRedis, dropPrefixAndClose, STATE_TARGETS } from './state.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BENCH = join(ROOT, 'bench');
@@ -1313,14 +1313,7 @@ async function main() {
     for (const name of opts.targets) results[name].streams = await streamPhase(name, ctx);
   } finally {
     await stopChild(fake.child);
-    if (redis) {
-      const n = await redis.deletePrefix(prefix).catch((err) => {
-        log(`WARNING: could not delete the bench's Redis keys (${prefix}*): ${err.message}`);
-        return null;
-      });
-      if (n !== null) log(`\nredis:    deleted ${n} keys under ${prefix}`);
-      await redis.close();
-    }
+    if (redis) await dropPrefixAndClose(redis, prefix, log);
   }
 
   const checks = verdicts(results);

@@ -154,14 +154,7 @@ export async function runStateSuite(h) {
   } finally {
     for (const p of Object.values(procs)) await p.stop();
     if (fake) await h.stopChild(fake.child);
-    if (redis) {
-      const n = await redis.deletePrefix(prefix).catch((err) => {
-        log(`WARNING: could not delete the bench's Redis keys (${prefix}*): ${err.message}`);
-        return null;
-      });
-      if (n !== null) log(`\nredis:    deleted ${n} keys under ${prefix}`);
-      await redis.close();
-    }
+    if (redis) await dropPrefixAndClose(redis, prefix, log);
   }
   for (const name of targets) {
     const r = results.targets[name];
@@ -490,6 +483,16 @@ function requestLines(lines) {
 
 // ----------------------------------------------------------------------------------------------
 // Redis: commandstats, CPU, MONITOR, clean-up
+
+/** Deletes the bench's keys (reporting how many) and closes the connection. */
+export async function dropPrefixAndClose(redis, prefix, log) {
+  const n = await redis.deletePrefix(prefix).catch((err) => {
+    log(`WARNING: could not delete the bench's Redis keys (${prefix}*): ${err.message}`);
+    return null;
+  });
+  if (n !== null) log(`\nredis:    deleted ${n} keys under ${prefix}`);
+  await redis.close();
+}
 
 export async function connectRedis(url) {
   const u = new URL(url);
