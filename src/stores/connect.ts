@@ -123,14 +123,14 @@ function corkPerTurn(socket: Socket | undefined): void {
     socket.uncork();
   };
   const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
-  socket.write = ((...args: unknown[]): boolean => {
+  socket.write = (...args: unknown[]): boolean => {
     if (!corked) {
       corked = true;
       socket.cork();
       setImmediate(uncork);
     }
     return write(...args);
-  });
+  };
 }
 
 /** What a URL says about authentication, database and TLS, for modes whose hosts come from elsewhere. */
