@@ -21,7 +21,7 @@ import {
 import { createBudgetPlanner } from './stages/budget.js';
 import { estimateTokens } from './limits/estimate.js';
 import { createCacheStage, type CacheOptions } from './stages/cache.js';
-import { createLimitsStage } from './stages/limits.js';
+import { createLimits } from './stages/limits.js';
 import { createProviderStage } from './stages/provider.js';
 import { createAttemptsStage, type AttemptEvents } from './stages/attempts.js';
 import { Cooldowns } from './routing/cooldown.js';
@@ -67,32 +67,34 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       onSettled: createThresholdCheck(config.teams, keys, deps.alerter),
     },
   );
+  // Budgets and limits: one store call, one Redis round trip, for both (see limits.ts); the cache
+  // stage starts it with its own read while most reads miss.
+  const limits = createLimits(
+    {
+      store,
+      keys,
+      log,
+      budget: createBudgetPlanner(
+        {
+          keys,
+          estimate(ctx) {
+            const t = estimateTokens(ctx, config.limits);
+            return { micros: pricing.estimateMicros(ctx.model, t.prompt, t.completion), tokens: t.total };
+          },
+        },
+        { teams: config.teams, leaseMs, retentionMs },
+      ),
+    },
+    // A lost release (a crashed replica) frees its slot once the longest request could be over.
+    { teams: config.teams, limits: config.limits, slotLeaseMs: leaseMs },
+  );
   const stages: Stage[] = [
     createAccountingStage(
       { keys, spend, pricing, tokens: deps.tokens, ledger: deps.ledger, onCost: deps.onCost },
       { hourly: config.accounting.anomaly !== undefined },
     ),
-    createCacheStage({ store, keys, log }, cacheOptions(config)),
-    // Budgets and limits: one store call, one Redis round trip, for both (see limits.ts).
-    createLimitsStage(
-      {
-        store,
-        keys,
-        log,
-        budget: createBudgetPlanner(
-          {
-            keys,
-            estimate(ctx) {
-              const t = estimateTokens(ctx, config.limits);
-              return { micros: pricing.estimateMicros(ctx.model, t.prompt, t.completion), tokens: t.total };
-            },
-          },
-          { teams: config.teams, leaseMs, retentionMs },
-        ),
-      },
-      // A lost release (a crashed replica) frees its slot once the longest request could be over.
-      { teams: config.teams, limits: config.limits, slotLeaseMs: leaseMs },
-    ),
+    createCacheStage({ store, keys, log, admission: limits.admitter }, cacheOptions(config)),
+    limits.stage,
     createRouteStage(config, stats),
     createAttemptsStage(
       { store, keys, log, cooldowns, stats, events: deps.events, tokens: deps.tokens },

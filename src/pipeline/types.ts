@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { TimeoutsConfig } from '../config/schema.js';
 import type { Team } from '../teams/registry.js';
 import type { Cancellation } from './abort.js';
+import type { PreparedAdmission } from './stages/limits.js';
 
 /** OpenAI's usage object; unknown fields (new details) are kept as they came. */
 export interface Usage {
@@ -100,6 +101,8 @@ export interface PipelineContext {
    * release in one call, while the rest of its spend joins the team's batch.
    */
   budgetCounters?: ReadonlySet<string> | undefined;
+  /** The limits stage's admission, when the cache stage started it ahead of its read. */
+  admission?: PreparedAdmission | undefined;
 }
 
 export type Next = (ctx: PipelineContext) => Promise<Outcome>;

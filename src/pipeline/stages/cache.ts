@@ -22,6 +22,7 @@ import type {
   Usage,
 } from '../types.js';
 import { onAbort, type Cancellation } from '../abort.js';
+import type { Admitter } from './limits.js';
 
 export interface CacheOptions {
   /** Seconds to keep an entry for this team and model; undefined = caching off for them. */
@@ -40,7 +41,18 @@ export interface CacheDeps {
   store: Store;
   keys: Keys;
   log: Logger;
+  /**
+   * The limits stage's admission, started alongside the cache read while most reads miss: the
+   * two store calls then leave in one socket write and return in one turn, a round trip less
+   * before the upstream call. A hit gives the admission back (limits do not apply to hits).
+   */
+  admission?: Admitter | undefined;
 }
+
+/** Misses above this share (recent reads) make starting the admission with the read worth it. */
+const SPECULATE_BELOW_HIT_RATIO = 0.5;
+/** Weight of one read in the running hit ratio (about the last 100 reads). */
+const HIT_RATIO_ALPHA = 0.01;
 
 export type CacheStatus = 'HIT' | 'MISS' | 'BYPASS';
 
@@ -60,6 +72,11 @@ export function createCacheStage(deps: CacheDeps, options: CacheOptions): Stage 
   const { store, keys, log } = deps;
   /** Single flight: full cache key -> the leader's storable bytes (undefined: nothing to share). */
   const flights = new Map<string, Promise<Buffer | undefined>>();
+  /** Running share of reads that hit (this process): decides whether to start admissions early. */
+  let hitRatio = 0;
+  const counted = (hit: boolean): void => {
+    hitRatio += HIT_RATIO_ALPHA * ((hit ? 1 : 0) - hitRatio);
+  };
 
   /**
    * The policy, decided before any hashing so that a bypass costs nothing:
@@ -265,6 +282,8 @@ export function createCacheStage(deps: CacheDeps, options: CacheOptions): Stage 
       if (flight) return follow(ctx, next, key, plan, flight);
     }
     if (plan.read) {
+      // Issued in the same turn as the read: one socket write for both (connect.ts).
+      if (deps.admission && hitRatio < SPECULATE_BELOW_HIT_RATIO) deps.admission.start(ctx);
       let stored: Buffer | undefined;
       try {
         stored = await store.cacheGet(key);
@@ -272,9 +291,13 @@ export function createCacheStage(deps: CacheDeps, options: CacheOptions): Stage 
         logStoreError(ctx, err, 'cache read failed; bypassing the cache');
         return bypass(ctx, next);
       }
+      counted(stored !== undefined);
       if (stored) {
         const hit = serve(ctx, stored);
-        if (hit) return hit;
+        if (hit) {
+          deps.admission?.cancel(ctx);
+          return hit;
+        }
       }
       if (joinable) {
         // Another request may have taken the lead while this one read the store.
@@ -293,10 +316,16 @@ export function createCacheStage(deps: CacheDeps, options: CacheOptions): Stage 
     plan: Plan,
     flight: Promise<Buffer | undefined>,
   ): Promise<Outcome> {
-    const bytes = await untilAborted(flight, ctx.signal);
+    const bytes = await untilAborted(flight, ctx.signal).catch((err: unknown) => {
+      deps.admission?.cancel(ctx);
+      throw err;
+    });
     if (bytes) {
       const hit = serve(ctx, bytes);
-      if (hit) return hit;
+      if (hit) {
+        deps.admission?.cancel(ctx);
+        return hit;
+      }
     }
     return miss(ctx, next, key, plan, false);
   }

@@ -16,7 +16,7 @@ import type { BudgetPlan, BudgetPlanner } from './budget.js';
 import { estimateTokens } from '../limits/estimate.js';
 import { formatDuration, rateLimitHeaders, type LimitState } from '../limits/headers.js';
 import { withReconcile } from '../limits/reconcile.js';
-import type { PipelineContext, Stage } from '../types.js';
+import type { Next, Outcome, PipelineContext, Stage } from '../types.js';
 import type { Cancellation } from '../abort.js';
 
 export interface LimitsDeps {
@@ -43,25 +43,51 @@ interface Limit {
   label: string;
 }
 
+/**
+ * A request's admission planned (and possibly already sent): what it takes, and the first store
+ * call's result. The cache stage may start it before its own read, so that both leave in one
+ * socket write and come back in one turn (Admitter).
+ */
+export interface PreparedAdmission {
+  tl: TeamLimitsConfig | undefined;
+  limits: Limit[];
+  estimate: ReturnType<typeof estimateTokens>;
+  admission: { takes: Take[]; slot: SlotRequest | undefined; budget: BudgetPlan['request'] | undefined };
+  budget: BudgetPlan | undefined;
+  /** The first admit call, when started ahead; the stage makes it otherwise. */
+  first: Promise<AdmissionResult> | undefined;
+}
+
+/** Starts a request's admission ahead of the limits stage, or gives back what it took. */
+export interface Admitter {
+  /** Sends the admission now, when the team has any; the limits stage then uses its answer. */
+  start(ctx: PipelineContext): void;
+  /** The request ends before the limits stage (a cache hit): returns whatever it was given. */
+  cancel(ctx: PipelineContext): void;
+}
+
 export function createLimitsStage(deps: LimitsDeps, options: LimitsOptions): Stage {
+  return createLimits(deps, options).stage;
+}
+
+export function createLimits(deps: LimitsDeps, options: LimitsOptions): { stage: Stage; admitter: Admitter } {
   const { store, keys, log } = deps;
   const byTeam = new Map<string, TeamLimitsConfig>();
   for (const t of options.teams) if (t.limits) byTeam.set(t.name, t.limits);
   const queues = new Map<string, TeamQueue>();
+  const queueOf = (team: string): TeamQueue => {
+    let queue = queues.get(team);
+    if (!queue) queues.set(team, (queue = new TeamQueue()));
+    return queue;
+  };
 
-  return async function limitsStage(ctx, next) {
+  /** The plan, or undefined when the team has neither limits nor budgets. Throws for a request that can never fit. */
+  function prepare(ctx: PipelineContext): PreparedAdmission | undefined {
     const tl = byTeam.get(ctx.team.name);
     const budget = deps.budget?.(ctx);
-    if (!tl) {
-      if (!budget) return next(ctx);
-      const r = await store.admit({ takes: [], budget: budget.request });
-      if (!r.admitted) throw budget.refuse(r.budget!);
-      budget.admitted();
-      return next(ctx);
-    }
-
-    const limits = limitsFor(keys, ctx, tl);
+    if (!tl && !budget) return undefined;
     const estimate = estimateTokens(ctx, options.limits);
+    const limits = tl ? limitsFor(keys, ctx, tl) : [];
     for (const l of limits) {
       if (l.dimension === 'tokens' && estimate.total > l.perMinute) {
         throw errors.requestTooLarge({
@@ -77,29 +103,84 @@ export function createLimitsStage(deps: LimitsDeps, options: LimitsOptions): Sta
       bucket: l.bucket,
       cost: l.dimension === 'requests' ? 1 : estimate.total,
     }));
-    const slotKey = keys.teamConcurrency(ctx.team.name);
     const slot: SlotRequest | undefined =
-      tl.concurrency === undefined
+      tl?.concurrency === undefined
         ? undefined
-        : { key: slotKey, id: ctx.reqId, limit: tl.concurrency, leaseMs: options.slotLeaseMs };
-    let queue = queues.get(ctx.team.name);
-    if (!queue) queues.set(ctx.team.name, (queue = new TeamQueue()));
-    const admission = { takes, slot, budget: budget?.request };
-    const admitted = await admit(store, admission, limits, tl.maxWaitMs, queue, ctx.signal);
+        : {
+            key: keys.teamConcurrency(ctx.team.name),
+            id: ctx.reqId,
+            limit: tl.concurrency,
+            leaseMs: options.slotLeaseMs,
+          };
+    return {
+      tl,
+      limits,
+      estimate,
+      admission: { takes, slot, budget: budget?.request },
+      budget,
+      first: undefined,
+    };
+  }
+
+  /** Gives back what an admission took: the tokens and request, the slot, the budget reservation. */
+  function giveBack(p: PreparedAdmission, ctx: PipelineContext): void {
+    const { takes, slot, budget } = p.admission;
+    const warn = (what: string) => (err: unknown) => log.warn({ err, reqId: ctx.reqId }, `${what} failed`);
+    if (takes.length > 0)
+      store.adjust(takes.map((t) => ({ bucket: t.bucket, cost: -t.cost }))).catch(warn('refund'));
+    if (slot) store.release(slot.key, slot.id).catch(warn('slot release'));
+    if (budget)
+      store.settle(budget.lease.key, [budget.lease.id], [], budget.ttlMs).catch(warn('budget release'));
+  }
+
+  const admitter: Admitter = {
+    start(ctx) {
+      let p: PreparedAdmission | undefined;
+      try {
+        p = prepare(ctx);
+      } catch {
+        return; // the stage throws it in its turn
+      }
+      // Never ahead of requests of the team already waiting: FIFO holds.
+      if (!p || (p.tl && p.tl.maxWaitMs > 0 && queueOf(ctx.team.name).size > 0)) return;
+      p.first = store.admit(p.admission);
+      p.first.catch(() => {}); // reported by the stage, or dropped with a cancel
+      ctx.admission = p;
+    },
+    cancel(ctx) {
+      const p = ctx.admission;
+      ctx.admission = undefined;
+      p?.first?.then(
+        (r) => {
+          if (r.admitted) giveBack(p, ctx);
+        },
+        () => {},
+      );
+    },
+  };
+
+  async function stage(ctx: PipelineContext, next: Next): Promise<Outcome> {
+    const p = ctx.admission ?? prepare(ctx);
+    ctx.admission = undefined;
+    if (!p) return next(ctx);
+    const { tl, limits, estimate, budget } = p;
+    const admitted = await admit(store, p, tl?.maxWaitMs ?? 0, queueOf(ctx.team.name), ctx.signal);
     const headers = rateLimitHeaders(states(limits, admitted.take));
     if (!admitted.admitted) {
       if (admitted.refusedBy === 'budget') throw withHeaders(budget!.refuse(admitted.budget!), headers);
       ctx.logFields.limited_by = 'concurrency';
       throw errors.rateLimited({
         dimension: 'requests',
-        message: `Concurrency limit reached for team '${ctx.team.name}': ${tl.concurrency} requests are in flight. Please retry when one completes.`,
+        message: `Concurrency limit reached for team '${ctx.team.name}': ${tl?.concurrency} requests are in flight. Please retry when one completes.`,
         retryAfterMs: 1000,
         headers,
       });
     }
     budget?.admitted();
+    if (!tl) return next(ctx);
     ctx.logFields.reserved_tokens = estimate.total;
 
+    const { takes, slot } = p.admission;
     const tokenTakes = takes.filter((_, i) => limits[i]!.dimension === 'tokens');
     let settled = false;
     const settle = (used: number): void => {
@@ -107,7 +188,7 @@ export function createLimitsStage(deps: LimitsDeps, options: LimitsOptions): Sta
       settled = true;
       if (slot) {
         store
-          .release(slotKey, ctx.reqId)
+          .release(slot.key, slot.id)
           .catch((err: unknown) => log.warn({ err, reqId: ctx.reqId }, 'slot release failed'));
       }
       const delta = used - estimate.total;
@@ -118,7 +199,9 @@ export function createLimitsStage(deps: LimitsDeps, options: LimitsOptions): Sta
     };
 
     return withReconcile(next(ctx), estimate, settle, headers);
-  };
+  }
+
+  return { stage, admitter };
 }
 
 /** Adds the rate-limit headers to a refusal from elsewhere (a budget's), keeping its own. */
@@ -165,27 +248,23 @@ function states(limits: Limit[], result: TakeResult): LimitState[] {
 }
 
 /**
- * Admission: the reservation, or a wait for it in the team's FIFO queue when the rate limits
- * refused and maxWaitMs allows, or the rate limits' 429. A budget or concurrency refusal is
- * returned for the caller to report. A request never jumps a queue: while others of the team
- * wait, it waits too.
+ * Admission: the reservation (the first call's answer, when it was started ahead), or a wait for
+ * it in the team's FIFO queue when the rate limits refused and maxWaitMs allows, or the rate
+ * limits' 429. A budget or concurrency refusal is returned for the caller to report. A request
+ * never jumps a queue: while others of the team wait, it waits too.
  */
 async function admit(
   store: Store,
-  admission: { takes: Take[]; slot: SlotRequest | undefined; budget: BudgetPlan['request'] | undefined },
-  limits: Limit[],
+  p: PreparedAdmission,
   maxWaitMs: number,
   queue: TeamQueue,
   signal: Cancellation,
 ): Promise<AdmissionResult> {
+  const { admission, limits } = p;
   const { takes } = admission;
-  if (takes.length === 0 && !admission.slot && !admission.budget) {
-    const take = { admitted: true, buckets: [], retryAfterMs: 0, limiting: -1 };
-    return { admitted: true, refusedBy: undefined, take, budget: undefined, slot: undefined };
-  }
   const rateRefused = (r: AdmissionResult) => r.refusedBy === 'rate';
-  if (queue.size === 0) {
-    const first = await store.admit(admission);
+  if (p.first || queue.size === 0) {
+    const first = await (p.first ?? store.admit(admission));
     if (!rateRefused(first)) return first;
     if (maxWaitMs <= 0 || first.take.retryAfterMs > maxWaitMs) throw overLimit(limits, takes, first.take);
   }

@@ -7,7 +7,8 @@ import { describe, it } from 'node:test';
 import type { BudgetConfig, TeamConfig, TeamLimitsConfig } from '../../../src/config/schema.js';
 import { GatewayError } from '../../../src/errors.js';
 import { createBudgetPlanner } from '../../../src/pipeline/stages/budget.js';
-import { createLimitsStage } from '../../../src/pipeline/stages/limits.js';
+import { createCacheStage } from '../../../src/pipeline/stages/cache.js';
+import { createLimits, createLimitsStage } from '../../../src/pipeline/stages/limits.js';
 import type { Outcome } from '../../../src/pipeline/types.js';
 import { createKeys } from '../../../src/stores/keys.js';
 import { MemoryStore } from '../../../src/stores/memory-store.js';
@@ -147,5 +148,117 @@ describe('admission in one store call (limits stage with the budgets)', () => {
     const ctx = makePipelineContext();
     await stage(ctx, async () => ok);
     assert.equal(calls.get('admit'), 1);
+  });
+
+  describe('started by the cache stage with its read', () => {
+    /** cache -> limits -> an upstream that answers a complete, cacheable completion. */
+    function composed() {
+      const { store, calls } = countingStore();
+      const keys = createKeys(`tg:test:${Math.random()}:`);
+      const team = {
+        name: 'search',
+        keys: [{ id: 'k1', sha256: 'x', budgets: [] }],
+        budgets: [{ period: 'day', usd: 10, tokens: undefined, thresholds: [] }],
+        limits: { rpm: 100, tpm: 100_000, concurrency: 1, maxWaitMs: 0, perKey: undefined, models: {} },
+      } as unknown as TeamConfig;
+      const limits = createLimits(
+        {
+          store,
+          keys,
+          log: createLogSink().log,
+          budget: createBudgetPlanner(
+            { keys, estimate: () => ({ micros: 1_000, tokens: 50 }) },
+            { teams: [team], leaseMs: 60_000, retentionMs: DAY_MS },
+          ),
+        },
+        { teams: [team], limits: { bytesPerToken: 3, expectedCompletionTokens: 100 }, slotLeaseMs: 60_000 },
+      );
+      const cache = createCacheStage(
+        { store, keys, log: createLogSink().log, admission: limits.admitter },
+        {
+          ttlSecondsFor: () => 60,
+          maxEntryBytes: 1 << 20,
+          cacheSampled: false,
+          scopeFor: (t) => t,
+          maxTtlSeconds: 3600,
+        },
+      );
+      let upstream = 0;
+      const completion = {
+        id: 'c',
+        object: 'chat.completion',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 },
+      };
+      const run = (
+        ctx = makePipelineContext({
+          body: { model: 'm', temperature: 0, messages: [{ role: 'user', content: 'q' }] },
+        }),
+      ) =>
+        cache(ctx, (c) =>
+          limits.stage(c, async () => {
+            upstream++;
+            const body = Buffer.from(JSON.stringify(completion));
+            return {
+              kind: 'json',
+              status: 200,
+              headers: {},
+              body,
+              parsed: completion,
+              usage: completion.usage,
+            } as Outcome;
+          }),
+        );
+      const rpmLeft = async () =>
+        (
+          await store.take([
+            {
+              bucket: { key: keys.teamBucket('search', 'rpm'), capacity: 100, refillPerSecond: 100 / 60 },
+              cost: 0,
+            },
+          ])
+        ).buckets[0]!.remaining;
+      const reserved = async () =>
+        (
+          await store.readCounters([keys.teamSpend('search', `d:${new Date().toISOString().slice(0, 10)}`)])
+        )[0]!['cost:r'] ?? 0;
+      return { run, calls, upstream: () => upstream, rpmLeft, reserved, store, keys };
+    }
+
+    it('a miss: the admission goes out with the read, once, and the request is charged once', async () => {
+      const x = composed();
+      const ctx = makePipelineContext({
+        body: { model: 'm', temperature: 0, messages: [{ role: 'user', content: 'q' }] },
+      });
+      const pending = x.run(ctx);
+      // Both store calls were made in the same turn, before either answered.
+      assert.deepEqual([...x.calls.keys()].sort(), ['admit', 'cacheGet']);
+      await pending;
+      assert.equal(x.calls.get('admit'), 1);
+      assert.equal(x.upstream(), 1);
+      assert.equal(Math.round(await x.rpmLeft()), 99);
+      assert.equal(ctx.budgetLeaseId, ctx.reqId);
+    });
+
+    it('a hit: whatever the early admission took is given back (limits do not apply to hits)', async () => {
+      const x = composed();
+      await x.run();
+      await new Promise((r) => setTimeout(r, 10)); // the entry is written after the response
+      const ctx = makePipelineContext({
+        body: { model: 'm', temperature: 0, messages: [{ role: 'user', content: 'q' }] },
+      });
+      const hit = await x.run(ctx);
+      assert.equal(hit.headers['x-tollgate-cache'], 'HIT');
+      assert.equal(x.upstream(), 1);
+      assert.equal(x.calls.get('admit'), 2, 'the hit was admitted early too');
+      await new Promise((r) => setTimeout(r, 10));
+      // Only the miss is charged: its RPM, and its slot is free again (concurrency 1).
+      assert.equal(Math.round(await x.rpmLeft()), 99);
+      const slot = await x.store.acquire(x.keys.teamConcurrency('search'), 'probe', 1, 1_000);
+      assert.equal(slot.acquired, true, 'the hit gave its slot back');
+      // The miss's reservation stands (accounting settles it; not in this test), the hit's is gone.
+      assert.equal(await x.reserved(), 1_000);
+      assert.equal(ctx.budgetLeaseId, undefined);
+    });
   });
 });
