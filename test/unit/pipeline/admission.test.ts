@@ -206,7 +206,7 @@ describe('admission in one store call (limits stage with the budgets)', () => {
               body,
               parsed: completion,
               usage: completion.usage,
-            } as Outcome;
+            };
           }),
         );
       const rpmLeft = async () =>
