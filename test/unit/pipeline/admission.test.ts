@@ -65,6 +65,17 @@ function setup(budget: Partial<BudgetConfig>, limits: Partial<TeamLimitsConfig> 
 
 const ok: Outcome = { kind: 'json', status: 200, headers: {}, body: {}, usage: undefined };
 
+/** Expects a 429 GatewayError with `code`, then runs `more` on it. */
+async function refused429(p: Promise<unknown>, code: string, more: (e: GatewayError) => void): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof GatewayError);
+    assert.equal(e.status, 429);
+    assert.equal(e.code, code);
+    more(e);
+    return true;
+  });
+}
+
 /** A first request admitted and held in flight until release() (its slot and reservation kept). */
 async function holdOne(stage: ReturnType<typeof setup>['stage']) {
   let release!: () => void;
@@ -94,15 +105,10 @@ describe('admission in one store call (limits stage with the budgets)', () => {
     // The first request reserves the whole budget (1,000 µ$ = $0.001) and holds the only slot.
     const { release, held } = await holdOne(stage);
     const second = makePipelineContext();
-    await assert.rejects(
+    await refused429(
       stage(second, async () => ok),
-      (e: unknown) => {
-        assert.ok(e instanceof GatewayError);
-        assert.equal(e.status, 429);
-        assert.equal(e.code, 'insufficient_quota');
-        assert.ok(e.headers['x-ratelimit-limit-requests'], 'rate headers on a budget refusal');
-        return true;
-      },
+      'insufficient_quota',
+      (e) => assert.ok(e.headers['x-ratelimit-limit-requests'], 'rate headers on a budget refusal'),
     );
     assert.equal(second.logFields.budget_exhausted, 'team:day:usd');
     assert.equal(second.budgetLeaseId, undefined);
@@ -122,15 +128,10 @@ describe('admission in one store call (limits stage with the budgets)', () => {
     const { stage, store, keys } = setup({ usd: 10 }, { concurrency: 1 });
     const { release, held } = await holdOne(stage);
     const second = makePipelineContext();
-    await assert.rejects(
+    await refused429(
       stage(second, async () => ok),
-      (e: unknown) => {
-        assert.ok(e instanceof GatewayError);
-        assert.equal(e.status, 429);
-        assert.equal(e.code, 'rate_limit_exceeded');
-        assert.match(e.message, /Concurrency limit reached/);
-        return true;
-      },
+      'rate_limit_exceeded',
+      (e) => assert.match(e.message, /Concurrency limit reached/),
     );
     assert.equal(second.logFields.limited_by, 'concurrency');
     const [spend] = await store.readCounters([
