@@ -81,6 +81,26 @@ export function extraHeaders(json) {
   return h;
 }
 
+/**
+ * POSTs one non-streaming chat request through an undici pool and checks the answer after the
+ * clock stopped (a proxy that answers fast with garbage must not pass): `outcome` is ok, non2xx,
+ * badBody (no message content) or error (no answer, or not JSON), with the time to the last byte.
+ */
+export async function checkedChat(pool, path, headers, body) {
+  const t0 = performance.now();
+  try {
+    const res = await pool.request({ method: 'POST', path, headers, body });
+    const text = await res.body.text();
+    const ms = performance.now() - t0;
+    if (res.statusCode < 200 || res.statusCode >= 300) return { outcome: 'non2xx', ms, headers: res.headers };
+    const content = JSON.parse(text)?.choices?.[0]?.message?.content;
+    const ok = typeof content === 'string' && content.length > 0;
+    return { outcome: ok ? 'ok' : 'badBody', ms, headers: res.headers };
+  } catch (err) {
+    return { outcome: 'error', error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
 /** Nearest-rank percentile of an ascending-sorted array; undefined when empty. */
 export function percentile(sorted, p) {
   if (sorted.length === 0) return undefined;

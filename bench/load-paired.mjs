@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import {
   cacheableChatBody,
+  checkedChat,
   emit,
   loopbackUrl,
   nonNegativeInt,
@@ -61,28 +62,10 @@ runMain(async () => {
   async function one(which, measured) {
     const o = out[which];
     if (measured) o.sent++;
-    const t0 = performance.now();
-    try {
-      const res = await pools[which].request({
-        method: 'POST',
-        path: urls[which].pathname,
-        headers,
-        body: nextBody(),
-      });
-      const text = await res.body.text();
-      const elapsed = performance.now() - t0;
-      if (res.statusCode < 200 || res.statusCode >= 300) {
-        if (measured) o.non2xx++;
-        return;
-      }
-      const content = JSON.parse(text)?.choices?.[0]?.message?.content;
-      if (typeof content !== 'string' || content.length === 0) {
-        if (measured) o.badBody++;
-        return;
-      }
-      if (measured) o.samples.push(elapsed);
-    } catch {
-      if (measured) o.errors++;
+    const r = await checkedChat(pools[which], urls[which].pathname, headers, nextBody());
+    if (measured) {
+      if (r.outcome === 'ok') o.samples.push(r.ms);
+      else o[r.outcome === 'error' ? 'errors' : r.outcome]++;
     }
   }
 

@@ -20,6 +20,7 @@ import {
   cacheableChatBody,
   cacheTally,
   chatBody,
+  checkedChat,
   emit,
   extraHeaders,
   loopbackUrl,
@@ -82,32 +83,21 @@ runMain(async () => {
   const firstError = { message: undefined };
 
   async function one(measured) {
-    const body = nextBody();
-    const t0 = performance.now();
-    try {
-      const res = await pool.request({ method: 'POST', path, headers, body });
-      const text = await res.body.text();
-      const elapsed = performance.now() - t0;
-      allResponses++;
-      if (countCache && measured) {
-        const v = res.headers['x-tollgate-cache'];
-        tally[v === 'HIT' || v === 'MISS' || v === 'BYPASS' ? v : 'none']++;
-      }
-      if (res.statusCode < 200 || res.statusCode >= 300) {
-        if (measured) non2xx++;
-        return;
-      }
-      // Checked after the clock stopped: a proxy that answers fast with garbage must not pass.
-      const content = JSON.parse(text)?.choices?.[0]?.message?.content;
-      if (typeof content !== 'string' || content.length === 0) {
-        if (measured) badBody++;
-        return;
-      }
-      if (measured) samples.push(elapsed);
-    } catch (err) {
+    const r = await checkedChat(pool, path, headers, nextBody());
+    if (r.outcome === 'error') {
       if (measured) errors++;
-      firstError.message ??= err instanceof Error ? err.message : String(err);
+      firstError.message ??= r.error;
+      return;
     }
+    allResponses++;
+    if (countCache && measured) {
+      const v = r.headers['x-tollgate-cache'];
+      tally[v === 'HIT' || v === 'MISS' || v === 'BYPASS' ? v : 'none']++;
+    }
+    if (!measured) return;
+    if (r.outcome === 'non2xx') non2xx++;
+    else if (r.outcome === 'badBody') badBody++;
+    else samples.push(r.ms);
   }
 
   // Open every socket before the clock starts, so no measured request pays for a TCP handshake.
