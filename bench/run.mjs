@@ -85,9 +85,9 @@ const USAGE = `usage: node bench/run.mjs [options]   (or: npm run bench -- [opti
   --quiet-wait S        before each phase, wait up to S seconds for both cores to be idle (default 60)
   --profile             run tollgate under --cpu-prof and print its top self-time functions
   --no-pin              do not use taskset (figures are then not comparable with RESULTS.md)
-  --redis-url URL       --suite state: the Redis of the limits-redis target, on 127.0.0.1
-                        (default redis://127.0.0.1:6379); the bench's keys go under a random
-                        prefix tg:bench:<hex>: and are deleted at the end
+  --redis-url URL       the Redis of tollgate's store (default suite) and of the limits-redis target
+                        (--suite state), on 127.0.0.1 (default redis://127.0.0.1:6379); the bench's
+                        keys go under a random prefix tg:bench:<hex>: and are deleted at the end
   --retries N           --suite state: measure a phase again, up to N times, when other processes
                         used > 10% of either core (or steal > 5%) while it ran (default 2)
   --phases LIST         --suite state: from miss,hit,rate,probe (default: all), e.g. --only cache
