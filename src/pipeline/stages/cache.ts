@@ -1,7 +1,8 @@
 // Cache: exact-match response cache. Reads ctx.team, ctx.model, ctx.endpoint, ctx.body, ctx.stream
 // and the Cache-Control / x-tollgate-cache-ttl headers; adds `x-tollgate-cache` (HIT | MISS |
 // BYPASS) to the outcome's headers and logFields.cache (+ cache_saved_tokens on a hit). A hit
-// answers without calling next: no upstream, no limits, no cost. When the store is unavailable
+// answers without calling next: no upstream, no limits, no cost (an admission started with the
+// read, see CacheDeps.admission, is given back). When the store is unavailable
 // (or fails at all) the request goes on as a BYPASS: a cache error never fails a request.
 // The policy (what is cached, for how long) is spelled out above decide() below.
 import type { Logger } from 'pino';

@@ -3,7 +3,8 @@
 // On the way in it reserves 1 request and an estimate of the tokens, the concurrency slot, and
 // the budgets' reservation (planned by the budget stage's planner) in ONE atomic store call, one
 // Redis round trip (all of a team's keys share a hash tag); over a limit it answers 429 with
-// OpenAI's headers, or waits in a FIFO per team when maxWaitMs allows (rate limits only). On the way out (when a stream's
+// OpenAI's headers, or waits in a FIFO per team when maxWaitMs allows (rate limits only). The
+// cache stage may send that call with its own read (Admitter), and gives back what it took on a hit. On the way out (when a stream's
 // usage settles) it reconciles the reservation with the real usage: refunds what was not used,
 // charges any overage. Store trouble is the store's policy (ResilientStore): local limits or 503.
 import type { Logger } from 'pino';
