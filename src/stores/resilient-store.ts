@@ -377,7 +377,7 @@ class DeadlineError extends StoreUnavailableError {}
  *   may still be unread in the socket (the timers phase comes before the I/O phase).
  * A Redis that stops answering still fails each call after `ms` of silence.
  */
-function withDeadline<T>(promise: Promise<T>, ms: number, lastReply: () => number): Promise<T> {
+export function withDeadline<T>(promise: Promise<T>, ms: number, lastReply: () => number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let settled = false;
     let rearmedLate = false;
