@@ -74,8 +74,6 @@ export class ResilientStore implements Store {
   private readonly listeners = new Set<StoreStateListener>();
   private isDegraded = false;
   private consecutiveFailures = 0;
-  /** Replies received from Redis: a timeout while this moves is congestion, not an outage. */
-  private replies = 0;
   /** When the last reply arrived (performance.now()): a connection still answering is waited on. */
   private lastReplyAt = 0;
   private readonly lastReply = (): number => this.lastReplyAt;
@@ -244,7 +242,7 @@ export class ResilientStore implements Store {
     const blocked = this.blockedBy();
     if (blocked !== undefined) return fallback(blocked);
     const epoch = this.epoch;
-    const repliesBefore = this.replies;
+    const startedAt = performance.now();
     let result: T;
     try {
       result = await withDeadline(viaRedis(), this.timeoutMs, this.lastReply);
@@ -254,14 +252,13 @@ export class ResilientStore implements Store {
       // other replies kept arriving met a queue, not a dead server: Redis answers in order, so
       // the connection is moving, and flipping everyone to the fallback would turn a few slow
       // calls into a second of 503s (under 'closed') or of per-process limits (under 'open').
-      const congested = err instanceof DeadlineError && this.replies !== repliesBefore;
+      const congested = err instanceof DeadlineError && this.lastReplyAt > startedAt;
       if (!congested) this.consecutiveFailures += 1;
       if (this.consecutiveFailures >= FAILURES_TO_DEGRADE || (this.isDegraded && !congested)) {
         this.markDegraded(err);
       }
       return fallback(err);
     }
-    this.replies++;
     this.lastReplyAt = performance.now();
     this.consecutiveFailures = 0;
     if (epoch === this.epoch) this.markOk();
