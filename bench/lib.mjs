@@ -1,6 +1,8 @@
 // Helpers shared by the benchmark's orchestrator and its load generators: the request bodies,
 // percentiles and small argument checks. Plain ESM so the bench runs without a build step.
 
+import { Pool } from 'undici';
+
 /** A small, realistic chat request (~200 bytes of messages), the same for every target. */
 export const CHAT_MESSAGES = [
   {
@@ -79,6 +81,20 @@ export function extraHeaders(json) {
   if (typeof h !== 'object' || h === null || Array.isArray(h))
     throw new Error('--headers must be a JSON object');
   return h;
+}
+
+/**
+ * The fixed-rate generators' pool: `connections` keep-alive sockets, one request each at a time,
+ * 10 s to answer (a slow answer is measured, a hung one is an error).
+ */
+export function ratePool(origin, connections) {
+  return new Pool(origin, {
+    connections,
+    pipelining: 1,
+    headersTimeout: 10_000,
+    bodyTimeout: 10_000,
+    keepAliveTimeout: 60_000,
+  });
 }
 
 /**

@@ -9,7 +9,6 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { setTimeout } from 'node:timers';
 import { parseArgs } from 'node:util';
-import { Pool } from 'undici';
 import {
   cacheableChatBody,
   checkedChat,
@@ -17,6 +16,7 @@ import {
   loopbackUrl,
   nonNegativeInt,
   positiveInt,
+  ratePool,
   runMain,
   summarize,
 } from './lib.mjs';
@@ -42,16 +42,7 @@ runMain(async () => {
   const leadIn = nonNegativeInt('lead-in', values['lead-in']);
   const sliceMs = positiveInt('slice-ms', values['slice-ms']);
   const connections = positiveInt('connections', values.connections);
-  const pools = urls.map(
-    (u) =>
-      new Pool(u.origin, {
-        connections,
-        pipelining: 1,
-        headersTimeout: 10_000,
-        bodyTimeout: 10_000,
-        keepAliveTimeout: 60_000,
-      }),
-  );
+  const pools = urls.map((u) => ratePool(u.origin, connections));
   const headers = { 'content-type': 'application/json' };
   if (values.key) headers.authorization = `Bearer ${values.key}`;
   const runId = randomBytes(12).toString('base64url');

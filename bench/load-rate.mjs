@@ -13,7 +13,6 @@
 import { setTimeout } from 'node:timers';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { Pool } from 'undici';
 import { randomBytes } from 'node:crypto';
 import {
   bodyKind,
@@ -26,6 +25,7 @@ import {
   loopbackUrl,
   nonNegativeInt,
   positiveInt,
+  ratePool,
   runMain,
   SAME_TAG,
   summarize,
@@ -54,13 +54,7 @@ runMain(async () => {
   // Enough sockets that a burst of slow responses never makes a due request wait for one.
   const connections = positiveInt('connections', values.connections);
 
-  const pool = new Pool(url.origin, {
-    connections,
-    pipelining: 1,
-    headersTimeout: 10_000,
-    bodyTimeout: 10_000,
-    keepAliveTimeout: 60_000,
-  });
+  const pool = ratePool(url.origin, connections);
   const headers = { 'content-type': 'application/json', ...extraHeaders(values.headers) };
   if (values.key) headers.authorization = `Bearer ${values.key}`;
   const kind = bodyKind(values.body);
