@@ -10,7 +10,7 @@
 // Threshold checks run on the totals of each written call.
 import type { Logger } from 'pino';
 import type { Keys } from '../stores/keys.js';
-import type { CounterIncrement, Store } from '../stores/store.js';
+import type { CounterIncrement, SettleAlso, Store } from '../stores/store.js';
 
 export interface SpendWriterOptions {
   retentionMs: number;
@@ -20,8 +20,15 @@ export interface SpendWriterOptions {
   onSettled?: (team: string, increments: readonly CounterIncrement[], totals: readonly number[]) => void;
 }
 
+/** One counter: a field of a hash. */
+export interface CounterRef {
+  key: string;
+  field: string;
+}
+
 interface Batch {
-  merged: Map<string, CounterIncrement>;
+  /** Hash key -> field -> the summed increment (nested: no joined id string per increment). */
+  merged: Map<string, Map<string, CounterIncrement>>;
   leaseIds: string[];
 }
 
@@ -40,17 +47,22 @@ export class SpendWriter {
     team: string,
     leaseId: string | undefined,
     increments: readonly CounterIncrement[],
-    /** With a lease: the counters its budgets check (counterId), written with its release. */
-    budgetCounters?: ReadonlySet<string>,
+    /** With a lease: the counters its budgets check, written with its release. */
+    budgetCounters?: readonly CounterRef[],
+    /** With a lease: the request's token reconciliation and slot release, in the same call. */
+    also?: SettleAlso,
   ): void {
     if (leaseId !== undefined) {
-      const own: Batch = { merged: new Map(), leaseIds: [leaseId] };
+      const mine: CounterIncrement[] = [];
       const rest: CounterIncrement[] = [];
       for (const inc of increments) {
-        if (!budgetCounters || budgetCounters.has(counterId(inc.key, inc.field))) merge(own, [inc]);
+        if (!budgetCounters || budgetCounters.some((c) => c.field === inc.field && c.key === inc.key))
+          mine.push(inc);
         else rest.push(inc);
       }
-      const p = this.write(team, own).finally(() => this.inFlight.delete(p));
+      const own: Batch = { merged: new Map(), leaseIds: [leaseId] };
+      merge(own, mine);
+      const p = this.write(team, own, also).finally(() => this.inFlight.delete(p));
       this.inFlight.add(p);
       if (rest.length === 0) return;
       increments = rest;
@@ -80,8 +92,9 @@ export class SpendWriter {
     await Promise.all([...this.inFlight]);
   }
 
-  private async write(team: string, batch: Batch): Promise<void> {
-    const increments = [...batch.merged.values()];
+  private async write(team: string, batch: Batch, also?: SettleAlso): Promise<void> {
+    const increments: CounterIncrement[] = [];
+    for (const fields of batch.merged.values()) for (const inc of fields.values()) increments.push(inc);
     let totals: number[];
     try {
       totals = await this.deps.store.settle(
@@ -89,6 +102,7 @@ export class SpendWriter {
         batch.leaseIds,
         increments,
         this.options.retentionMs,
+        also,
       );
     } catch (err) {
       // ResilientStore buffers through outages; reaching here is a store bug: the log keeps the spend.
@@ -99,17 +113,13 @@ export class SpendWriter {
   }
 }
 
-/** Names one counter: a field of a hash. */
-export function counterId(key: string, field: string): string {
-  return `${key}\n${field}`;
-}
-
 /** Adds increments to a batch, one entry per counter. */
 function merge(batch: Batch, increments: readonly CounterIncrement[]): void {
   for (const inc of increments) {
-    const id = counterId(inc.key, inc.field);
-    const m = batch.merged.get(id);
+    let fields = batch.merged.get(inc.key);
+    if (!fields) batch.merged.set(inc.key, (fields = new Map()));
+    const m = fields.get(inc.field);
     if (m) m.by += inc.by;
-    else batch.merged.set(id, { key: inc.key, field: inc.field, by: inc.by });
+    else fields.set(inc.field, { key: inc.key, field: inc.field, by: inc.by });
   }
 }

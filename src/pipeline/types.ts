@@ -5,6 +5,7 @@ import type { TimeoutsConfig } from '../config/schema.js';
 import type { Team } from '../teams/registry.js';
 import type { Cancellation } from './abort.js';
 import type { PreparedAdmission } from './stages/limits.js';
+import type { SettleAlso } from '../stores/store.js';
 
 /** OpenAI's usage object; unknown fields (new details) are kept as they came. */
 export interface Usage {
@@ -97,10 +98,16 @@ export interface PipelineContext {
   /** The budget reservation the accounting stage settles; set by the budget stage. */
   budgetLeaseId?: string | undefined;
   /**
-   * The counters the request's budgets check (`${key}\n${field}`): written with the lease's
-   * release in one call, while the rest of its spend joins the team's batch.
+   * The counters the request's budgets check: written with the lease's release in one call,
+   * while the rest of its spend joins the team's batch.
    */
-  budgetCounters?: ReadonlySet<string> | undefined;
+  budgetCounters?: readonly { key: string; field: string }[] | undefined;
+  /**
+   * A finished request's token reconciliation and slot release, left by the limits stage for the
+   * accounting stage's settle call of the same turn (one Redis call instead of three). Whoever
+   * takes it clears it; the limits stage runs it itself at the end of the turn otherwise.
+   */
+  settleAlso?: SettleAlso | undefined;
   /** The limits stage's admission, when the cache stage started it ahead of its read. */
   admission?: PreparedAdmission | undefined;
 }

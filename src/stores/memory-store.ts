@@ -14,6 +14,7 @@ import type {
   ReserveResult,
   SlotResult,
   Store,
+  SettleAlso,
   Take,
   TakeResult,
 } from './store.js';
@@ -146,11 +147,15 @@ export class MemoryStore implements Store {
     leaseIds: readonly string[],
     increments: CounterIncrement[],
     ttlMs: number,
+    also?: SettleAlso,
   ): Promise<number[]> {
     const now = this.now();
     this.reap(leaseKey, now);
     for (const id of leaseIds) this.releaseReservation(leaseKey, id, now);
-    return increments.map((i) => this.increment(i.key, i.field, i.by, ttlMs, now));
+    const totals = increments.map((i) => this.increment(i.key, i.field, i.by, ttlMs, now));
+    if (also?.adjust?.length) await this.adjust(also.adjust);
+    if (also?.release) await this.release(also.release.key, also.release.id);
+    return totals;
   }
 
   async readCounters(keys: string[]): Promise<Record<string, number>[]> {

@@ -7,6 +7,7 @@ import { ACQUIRE_LUA } from './lua/acquire.js';
 import { ADMIT_LUA } from './lua/admit.js';
 import { ADJUST_LUA } from './lua/adjust.js';
 import { RESERVE_LUA, SETTLE_LUA } from './lua/budget.js';
+import { FINISH_LUA } from './lua/finish.js';
 import { TAKE_LUA } from './lua/take.js';
 import type {
   Admission,
@@ -16,6 +17,7 @@ import type {
   CounterIncrement,
   Lease,
   ReserveResult,
+  SettleAlso,
   SlotResult,
   Store,
   Take,
@@ -32,6 +34,7 @@ const ACQUIRE = 'tollgateAcquire';
 const RESERVE = 'tollgateReserve';
 const SETTLE = 'tollgateSettle';
 const ADMIT = 'tollgateAdmit';
+const FINISH = 'tollgateFinish';
 
 type ScriptArg = string | number;
 
@@ -43,6 +46,7 @@ interface ScriptCommands {
   [RESERVE](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
   [SETTLE](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
   [ADMIT](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
+  [FINISH](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
 }
 
 export class RedisStore implements Store {
@@ -59,6 +63,7 @@ export class RedisStore implements Store {
     client.defineCommand(RESERVE, { lua: RESERVE_LUA });
     client.defineCommand(SETTLE, { lua: SETTLE_LUA });
     client.defineCommand(ADMIT, { lua: ADMIT_LUA });
+    client.defineCommand(FINISH, { lua: FINISH_LUA });
     this.scripts = client as unknown as ScriptCommands;
   }
 
@@ -165,7 +170,11 @@ export class RedisStore implements Store {
     leaseIds: readonly string[],
     increments: CounterIncrement[],
     ttlMs: number,
+    also?: SettleAlso,
   ): Promise<number[]> {
+    const adjust = also?.adjust ?? [];
+    if (adjust.length > 0 || also?.release)
+      return this.finish(leaseKey, leaseIds, increments, ttlMs, adjust, also?.release);
     const keys = [leaseKey, leaseAmountsKey(leaseKey), ...increments.map((i) => i.key)];
     const argv = increments.flatMap((i) => [i.field, integer(i.by)]);
     const reply = asArray(
@@ -179,6 +188,34 @@ export class RedisStore implements Store {
       ),
       increments.length,
     );
+    return reply.map(toNumber);
+  }
+
+  /** settle() with a request's token reconciliation and slot release: one script, one round trip. */
+  private async finish(
+    leaseKey: string,
+    leaseIds: readonly string[],
+    increments: CounterIncrement[],
+    ttlMs: number,
+    adjust: Take[],
+    release: { key: string; id: string } | undefined,
+  ): Promise<number[]> {
+    const args: ScriptArg[] = [leaseKey, leaseAmountsKey(leaseKey)];
+    for (const i of increments) args.push(i.key);
+    for (const t of adjust) args.push(t.bucket.key);
+    if (release) args.push(release.key);
+    const numKeys = args.length;
+    args.push(
+      leaseIds.length,
+      ...leaseIds,
+      Math.ceil(ttlMs),
+      increments.length,
+      adjust.length,
+      release?.id ?? '',
+    );
+    for (const i of increments) args.push(i.field, integer(i.by));
+    for (const t of adjust) args.push(t.bucket.capacity, t.bucket.refillPerSecond, t.cost);
+    const reply = asArray(await this.scripts[FINISH](numKeys, ...args), increments.length);
     return reply.map(toNumber);
   }
 

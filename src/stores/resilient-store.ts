@@ -21,6 +21,7 @@ import {
   type CounterIncrement,
   type Lease,
   type ReserveResult,
+  type SettleAlso,
   type SlotResult,
   type Store,
   type Take,
@@ -191,12 +192,21 @@ export class ResilientStore implements Store {
     leaseIds: readonly string[],
     increments: CounterIncrement[],
     ttlMs: number,
+    also?: SettleAlso,
   ): Promise<number[]> {
-    if (this.policy === 'open' && leaseIds.length > 0) await this.local.settle(leaseKey, leaseIds, [], ttlMs);
+    if (this.policy === 'open') {
+      // What may have been taken locally during an outage is given back there too (see release).
+      if (leaseIds.length > 0) await this.local.settle(leaseKey, leaseIds, [], ttlMs);
+      if (also?.release) await this.local.release(also.release.key, also.release.id);
+    }
     return this.call(
-      () => this.redis.settle(leaseKey, leaseIds, increments, ttlMs),
+      () => this.redis.settle(leaseKey, leaseIds, increments, ttlMs, also),
       async () => {
         this.buffer({ leaseKey, increments, ttlMs });
+        // As adjust() without Redis: the reconciliation goes to the local buckets under 'open'
+        // and is lost under 'closed' (the buckets refill anyway); a lost release frees its slot
+        // when its lease expires.
+        if (this.policy === 'open' && also?.adjust?.length) await this.local.adjust(also.adjust);
         return [];
       },
     );

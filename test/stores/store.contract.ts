@@ -515,6 +515,39 @@ export function runStoreContract(
         assert.equal(results.filter((r) => r.admitted).length, 4);
       });
 
+      it('settle also reconciles tokens and frees the slot of the request, in the same call', async () => {
+        const tm = team();
+        const day = subject.keys.teamSpend(tm, 'd:x');
+        const tpm: Bucket = { key: subject.keys.teamBucket(tm, 'tpm'), capacity: 1000, refillPerSecond: 0 };
+        const slotKey = subject.keys.teamConcurrency(tm);
+        const admitted = await store.admit({
+          takes: [{ bucket: tpm, cost: 300 }],
+          slot: { key: slotKey, id: 'req-1', limit: 1, leaseMs: 60_000 },
+          budget: { lease: lease(tm, 'req-1'), checks: [check(day, 100, 40)], ttlMs: HOUR },
+        });
+        assert.equal(admitted.admitted, true);
+        const totals = await store.settle(
+          lease(tm, 'req-1').key,
+          ['req-1'],
+          [{ key: day, field: 'usd', by: 12 }],
+          HOUR,
+          {
+            adjust: [{ bucket: tpm, cost: -200 }],
+            release: { key: slotKey, id: 'req-1' },
+          },
+        );
+        assert.deepEqual(totals, [12]);
+        assert.deepEqual(await store.readCounters([day]), [{ usd: 12, 'usd:reserved': 0 }]);
+        // 300 taken, 200 given back: 900 left; and the slot is free for another request.
+        assert.equal((await store.adjust([{ bucket: tpm, cost: 0 }]))[0]!.remaining, 900);
+        const next = await store.admit({
+          takes: [],
+          slot: { key: slotKey, id: 'req-2', limit: 1, leaseMs: 60_000 },
+          budget: undefined,
+        });
+        assert.equal(next.admitted, true);
+      });
+
       it('settling a reservation twice releases it once', async () => {
         const tm = team();
         const day = subject.keys.teamSpend(tm, 'd:x');

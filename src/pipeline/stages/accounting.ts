@@ -117,7 +117,16 @@ export function createAccountingStage(deps: AccountingDeps, options: AccountingO
       saved_micros: savedMicros,
       estimated,
     });
-    spend.add(r.team, ctx.budgetLeaseId, spendIncrements(keys, r, now(), options.hourly), ctx.budgetCounters);
+    // The limits stage's after-response work, when it left it for this call (limits.ts).
+    const also = ctx.settleAlso;
+    ctx.settleAlso = undefined;
+    spend.add(
+      r.team,
+      ctx.budgetLeaseId,
+      spendIncrements(keys, r, now(), options.hourly),
+      ctx.budgetCounters,
+      also,
+    );
     return usage;
   }
 

@@ -11,7 +11,6 @@
 import type { BudgetConfig, TeamConfig } from '../../config/schema.js';
 import { errors, type GatewayError } from '../../errors.js';
 import { budgetMeasures, microsToUsd, reservedField } from '../../accounting/spend.js';
-import { counterId } from '../../accounting/spend-writer.js';
 import { periodEnd, periodOf } from '../../accounting/periods.js';
 import type { Keys } from '../../stores/keys.js';
 import type { BudgetCheck, BudgetRequest, ReserveResult, Store } from '../../stores/store.js';
@@ -98,7 +97,7 @@ export function createBudgetPlanner(deps: Omit<BudgetDeps, 'store'>, options: Bu
       },
       admitted() {
         ctx.budgetLeaseId = lease.id;
-        ctx.budgetCounters = new Set(checks.map((c) => counterId(c.key, c.spentField)));
+        ctx.budgetCounters = checks.map((c) => ({ key: c.key, field: c.spentField }));
       },
     };
   };

@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { dayOf, daysBetween, hourOf, monthOf, periodEnd, weekOf } from '../../../src/accounting/periods.js';
+import {
+  dayOf,
+  daysBetween,
+  hourOf,
+  monthOf,
+  periodEnd,
+  periodNames,
+  periodOf,
+  weekOf,
+} from '../../../src/accounting/periods.js';
 
 const at = (iso: string) => Date.parse(iso);
 
@@ -10,6 +19,28 @@ describe('accounting periods (UTC)', () => {
     assert.equal(dayOf(at('2026-11-26T00:00:00Z')), 'd:2026-11-26');
     assert.equal(monthOf(at('2026-12-31T12:00:00Z')), 'm:2026-12');
     assert.equal(hourOf(at('2026-11-25T07:30:00Z')), 'h:2026-11-25T07');
+  });
+
+  it('gives the same names from its per-hour memo, across hour, day, week and month ends', () => {
+    // Sunday 2026-11-29 23:59:59.999 UTC, then the next instant: a new hour, day, ISO week
+    // (Monday) and, a day later, month.
+    const edges = [
+      Date.UTC(2026, 10, 29, 23, 59, 59, 999),
+      Date.UTC(2026, 10, 30, 0),
+      Date.UTC(2026, 11, 1, 0),
+    ];
+    for (const t of [...edges, edges[0]!, edges[1]! - 1, edges[2]! - 1, edges[2]!]) {
+      assert.deepEqual(periodNames(t), {
+        hour: hourOf(t),
+        day: dayOf(t),
+        week: weekOf(t),
+        month: monthOf(t),
+      });
+      assert.equal(periodOf('week', t), weekOf(t));
+    }
+    assert.equal(periodNames(edges[0]!).week, 'w:2026-W48');
+    assert.equal(periodNames(edges[1]!).week, 'w:2026-W49');
+    assert.equal(periodNames(edges[2]!).month, 'm:2026-12');
   });
 
   it('names ISO weeks, including the ones that straddle a new year', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { counterId, SpendWriter } from '../../../src/accounting/spend-writer.js';
+import { SpendWriter } from '../../../src/accounting/spend-writer.js';
 import { createKeys } from '../../../src/stores/keys.js';
 import { MemoryStore } from '../../../src/stores/memory-store.js';
 import type { CounterIncrement } from '../../../src/stores/store.js';
@@ -69,7 +69,7 @@ describe('SpendWriter', () => {
       60_000,
     );
     const increments = [...inc('a', 'cost', 12), ...inc('a', 'cost|model|m', 12), ...inc('a', 'requests', 1)];
-    writer.add('a', 'r1', increments, new Set([counterId(day, 'cost')]));
+    writer.add('a', 'r1', increments, [{ key: day, field: 'cost' }]);
     await new Promise((r) => setImmediate(r));
     // At once: the release with the budget's own counter, nothing else.
     assert.equal(calls.length, 1);

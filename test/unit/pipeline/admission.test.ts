@@ -6,10 +6,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { BudgetConfig, TeamConfig, TeamLimitsConfig } from '../../../src/config/schema.js';
 import { GatewayError } from '../../../src/errors.js';
+import { SpendWriter } from '../../../src/accounting/spend-writer.js';
+import { periodNames } from '../../../src/accounting/periods.js';
+import { compose } from '../../../src/pipeline/index.js';
+import { createAccountingStage } from '../../../src/pipeline/stages/accounting.js';
 import { createBudgetPlanner } from '../../../src/pipeline/stages/budget.js';
 import { createCacheStage } from '../../../src/pipeline/stages/cache.js';
 import { createLimits, createLimitsStage } from '../../../src/pipeline/stages/limits.js';
-import type { Outcome } from '../../../src/pipeline/types.js';
+import type { Outcome, PipelineContext } from '../../../src/pipeline/types.js';
 import { createKeys } from '../../../src/stores/keys.js';
 import { MemoryStore } from '../../../src/stores/memory-store.js';
 import type { Store } from '../../../src/stores/store.js';
@@ -79,9 +83,10 @@ async function refused429(p: Promise<unknown>, code: string, more: (e: GatewayEr
 /** A first request admitted and held in flight until release() (its slot and reservation kept). */
 async function holdOne(stage: ReturnType<typeof setup>['stage']) {
   let release!: () => void;
-  const held = stage(makePipelineContext(), () => new Promise<Outcome>((r) => (release = () => r(ok))));
+  const ctx = makePipelineContext();
+  const held = stage(ctx, () => new Promise<Outcome>((r) => (release = () => r(ok))));
   await new Promise((r) => setImmediate(r));
-  return { release, held };
+  return { release, held, ctx };
 }
 
 describe('admission in one store call (limits stage with the budgets)', () => {
@@ -126,7 +131,7 @@ describe('admission in one store call (limits stage with the budgets)', () => {
 
   it('answers the concurrency cap with a 429, reserving no budget', async () => {
     const { stage, store, keys } = setup({ usd: 10 }, { concurrency: 1 });
-    const { release, held } = await holdOne(stage);
+    const { release, held, ctx: first } = await holdOne(stage);
     const second = makePipelineContext();
     await refused429(
       stage(second, async () => ok),
@@ -140,7 +145,12 @@ describe('admission in one store call (limits stage with the budgets)', () => {
     assert.equal(spend!['cost:r'], 1_000, 'only the first request reserved its estimated cost');
     release();
     await held;
-    // The slot is free again once the first request is over.
+    // The slot is free again once the first request is over. It holds a budget reservation, so
+    // its release waits for the accounting stage's settle call (not in this pipeline) until the
+    // end of the turn, and then goes on its own.
+    assert.ok(first.settleAlso?.release, 'the release is left for the settle call');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(first.settleAlso, undefined);
     await stage(makePipelineContext(), async () => ok);
   });
 
@@ -149,6 +159,63 @@ describe('admission in one store call (limits stage with the budgets)', () => {
     const ctx = makePipelineContext();
     await stage(ctx, async () => ok);
     assert.equal(calls.get('admit'), 1);
+  });
+
+  it('gives back in one settle call after the response: spend, reservation, token refund and slot', async () => {
+    const { store, calls } = countingStore();
+    const keys = createKeys(`tg:test:${Math.random()}:`);
+    const team = {
+      name: 'search',
+      keys: [{ id: 'k1', sha256: 'x', budgets: [] }],
+      budgets: [{ period: 'day', usd: 10, tokens: undefined, thresholds: [] }],
+      limits: { rpm: 100, tpm: 100_000, concurrency: 1, maxWaitMs: 0, perKey: undefined, models: {} },
+    } as unknown as TeamConfig;
+    const log = createLogSink().log;
+    const planner = createBudgetPlanner(
+      { keys, estimate: () => ({ micros: 1_000, tokens: 50 }) },
+      { teams: [team], leaseMs: 60_000, retentionMs: DAY_MS },
+    );
+    const limits = createLimitsStage(
+      { store, keys, log, budget: planner },
+      { teams: [team], limits: { bytesPerToken: 3, expectedCompletionTokens: 100 }, slotLeaseMs: 60_000 },
+    );
+    const spend = new SpendWriter({ store, keys, log }, { retentionMs: DAY_MS, flushMs: 0 });
+    const accounting = createAccountingStage(
+      {
+        keys,
+        spend,
+        pricing: { costMicros: () => 400, modelCostMicros: () => 400 },
+        tokens: { countChat: async () => 0, countText: async () => 0 },
+      },
+      { hourly: false },
+    );
+    const answered: Outcome = { ...ok, usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 } };
+    const next = compose([accounting, limits], async () => answered);
+    const ctx = makePipelineContext();
+    ctx.deployment = { id: 'openai/m', provider: 'openai' } as unknown as PipelineContext['deployment'];
+    await next(ctx);
+    await spend.flush();
+    assert.equal(calls.get('admit'), 1);
+    assert.equal(calls.get('release'), undefined, 'no release call of its own');
+    assert.equal(calls.get('adjust'), undefined, 'no adjust call of its own');
+    // Its own settle (reservation + budget counter + refund + slot), then the team's batch.
+    assert.equal(calls.get('settle'), 2);
+    const [day] = await store.readCounters([keys.teamSpend('search', periodNames(Date.now()).day)]);
+    assert.equal(day!.cost, 400);
+    assert.equal(day!['cost:r'], 0, 'the reservation is released');
+    const tpm = await store.adjust([
+      {
+        bucket: { key: keys.teamBucket('search', 'tpm'), capacity: 100_000, refillPerSecond: 100_000 / 60 },
+        cost: 0,
+      },
+    ]);
+    assert.ok(
+      tpm[0]!.remaining > 100_000 - 10,
+      `the estimate is refunded down to the 6 tokens used: ${tpm[0]!.remaining}`,
+    );
+    // The only slot is free again at once.
+    await next(makePipelineContext());
+    assert.equal(calls.get('admit'), 2);
   });
 
   describe('started by the cache stage with its read', () => {
