@@ -61,3 +61,27 @@ function countModelKeys(v: unknown, stopAt: number): number {
   walk(v);
   return n;
 }
+
+const USAGE_MEMBER = Buffer.from('"stream_options":{"include_usage":true},');
+
+/**
+ * `raw` with `"stream_options":{"include_usage":true}` added as its first member, when the body
+ * has no `stream_options` at all (what almost every streaming client sends): the parse holds
+ * every top-level key, so the bytes hold no such member either, and a new first member cannot
+ * collide. Undefined when the body has one (it is then merged by a serialisation) or the bytes
+ * are not a non-empty object.
+ */
+export function insertStreamUsage(raw: Buffer, body: Readonly<Record<string, unknown>>): Buffer | undefined {
+  if (Object.hasOwn(body, 'stream_options')) return undefined;
+  let open = 0;
+  while (open < raw.length && isJsonSpace(raw[open]!)) open++;
+  if (raw[open] !== 0x7b /* { */) return undefined;
+  let first = open + 1;
+  while (first < raw.length && isJsonSpace(raw[first]!)) first++;
+  if (first >= raw.length || raw[first] === 0x7d /* } */) return undefined;
+  return Buffer.concat([raw.subarray(0, open + 1), USAGE_MEMBER, raw.subarray(open + 1)]);
+}
+
+function isJsonSpace(b: number): boolean {
+  return b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
+}

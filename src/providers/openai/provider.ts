@@ -10,7 +10,7 @@ import type { Provider } from '../types.js';
 import { expectEventStream, rejectUnlessOk, UpstreamClient } from '../upstream-client.js';
 import { mapUpstreamError } from './map-error.js';
 import { isUsage, relayStream } from './usage-tap.js';
-import { spliceModel } from './body-rewrite.js';
+import { insertStreamUsage, spliceModel } from './body-rewrite.js';
 
 const ENDPOINT_PATHS = { chat: '/chat/completions', embeddings: '/embeddings' } as const;
 
@@ -85,19 +85,21 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
 }
 
 /**
- * The received bytes when nothing needs rewriting, the received bytes with `model` spliced when
- * only that changes, otherwise one serialisation with the changes.
+ * The received bytes when nothing needs rewriting; the received bytes with `model` spliced and
+ * the stream's usage option inserted where those are provably safe; otherwise one serialisation
+ * with the changes.
  */
 function upstreamBody(ctx: PipelineContext, target: Deployment): Buffer | string {
   const body = ctx.body;
   const needsUsage =
     ctx.stream &&
     (body.stream_options as { include_usage?: unknown } | null | undefined)?.include_usage !== true;
-  if (!needsUsage) {
-    if (target.model === ctx.model) return ctx.rawBody;
-    const spliced = spliceModel(ctx.rawBody, body, ctx.model, target.model);
-    if (spliced) return spliced;
-  }
+  // The received bytes, `model` spliced when it changes, the usage option added when missing.
+  const bytes =
+    target.model === ctx.model ? ctx.rawBody : spliceModel(ctx.rawBody, body, ctx.model, target.model);
+  if (bytes && !needsUsage) return bytes;
+  const withUsage = bytes && insertStreamUsage(bytes, body);
+  if (withUsage) return withUsage;
   const out: Record<string, unknown> = { ...body, model: target.model };
   if (needsUsage) {
     const so = body.stream_options;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { spliceModel } from '../../../../src/providers/openai/body-rewrite.js';
+import { insertStreamUsage, spliceModel } from '../../../../src/providers/openai/body-rewrite.js';
 
 /** spliceModel on a body given as its exact JSON text. */
 function splice(text: string, to: string): string | undefined {
@@ -35,5 +35,35 @@ describe('spliceModel', () => {
     // The only unescaped "model" member here is a key named `x"model`, not the top-level one.
     assert.equal(splice('{"mod\\u0065l":"gpt","meta":{"x\\"model":"gpt"}}', 'a'), undefined);
     assert.equal(splice('{"mod\\u0065l":"gpt"}', 'a'), undefined);
+  });
+});
+
+describe('insertStreamUsage', () => {
+  const insert = (text: string) =>
+    insertStreamUsage(Buffer.from(text), JSON.parse(text) as Record<string, unknown>)?.toString('utf8');
+
+  it('adds the usage option as the first member and keeps every received byte', () => {
+    const text =
+      ' \n{ "model":"gpt","stream":true,"messages":[{"role":"user","content":"{\\"stream_options\\":1}"}]}';
+    const out = insert(text)!;
+    assert.equal(
+      out,
+      ' \n{"stream_options":{"include_usage":true}, "model":"gpt"' + text.slice(text.indexOf(',"stream"')),
+    );
+    const parsed = JSON.parse(out) as Record<string, unknown>;
+    assert.deepEqual(parsed.stream_options, { include_usage: true });
+    assert.deepEqual(parsed.messages, JSON.parse(text).messages);
+  });
+
+  it('declines when the body has stream_options of its own (the caller merges by serialising)', () => {
+    assert.equal(insert('{"model":"gpt","stream_options":{"include_usage":false}}'), undefined);
+    assert.equal(insert('{"model":"gpt","stream_options":null}'), undefined);
+    // Written with escapes, it is still the same key to the parse.
+    assert.equal(insert('{"model":"gpt","stream_\\u006fptions":{}}'), undefined);
+  });
+
+  it('declines bytes that are not a non-empty object', () => {
+    assert.equal(insertStreamUsage(Buffer.from(' { } '), {}), undefined);
+    assert.equal(insertStreamUsage(Buffer.from('[1]'), {}), undefined);
   });
 });
