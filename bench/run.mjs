@@ -822,8 +822,15 @@ async function streamPhase(name, ctx) {
       }),
       '--unique',
     ];
-    // Warm-up: the stream code compiled and the pools started before the baseline is taken.
-    await runLoad('load-streams.mjs', streamArgs(Math.min(100, opts.streams), 5, 20, 0), LOAD_SLACK_MS);
+    // Warm-up: the stream code compiled (by the optimising compiler: V8 needs a few thousand
+    // calls, and a fresh process took ~1.8 ms per stream instead of ~0.5) and the pools started
+    // before the baseline is taken: twice as many short streams as the phase opens, at its rate.
+    for (let i = 0; i < 2; i++)
+      await runLoad(
+        'load-streams.mjs',
+        streamArgs(opts.streams, 2, 10, 0),
+        LOAD_SLACK_MS + (opts.streams / opts.openRate) * 1000,
+      );
     const busyBeforePct = await waitQuiet();
     const before = t.pid ? rssKB(t.pid) : undefined;
     let allOpen;

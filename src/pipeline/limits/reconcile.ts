@@ -1,7 +1,8 @@
 // Settling a token reservation once the real usage is known, shared by the team limits and the
 // deployment quotas: JSON answers settle at once, streams when they end (however they end).
 import { GatewayError } from '../../errors.js';
-import type { Chunk, Outcome, StreamOutcome, Usage } from '../types.js';
+import { ChunkPipe } from '../chunk-pipe.js';
+import type { Outcome, StreamOutcome, Usage } from '../types.js';
 import type { TokenEstimate } from './estimate.js';
 
 /** Tokens the upstream says the request used. */
@@ -42,19 +43,19 @@ export async function withReconcile(
  * there was one; else the prompt estimate plus one token per chunk delivered (a streamed chunk
  * carries about one token).
  */
-async function* settleAfter(
+function settleAfter(
   outcome: StreamOutcome,
   estimate: TokenEstimate,
   settle: (used: number) => void,
-): AsyncGenerator<Chunk> {
+): ChunkPipe {
   let delivered = 0;
-  try {
-    for await (const chunk of outcome.chunks) {
+  return ChunkPipe.of(outcome.chunks).tap({
+    chunk() {
       delivered += 1;
-      yield chunk;
-    }
-  } finally {
-    // The provider settles `usage` in its own finally, which has run by now.
-    void outcome.usage.then((u) => settle(u ? usedTokens(u) : estimate.prompt + delivered));
-  }
+    },
+    end() {
+      // The provider settles `usage` when its stream is over, which it is by now.
+      void outcome.usage.then((u) => settle(u ? usedTokens(u) : estimate.prompt + delivered));
+    },
+  });
 }

@@ -10,6 +10,7 @@ import type { Ledger } from '../../accounting/ledger.js';
 import { microsToUsd, spendIncrements, type SpendRecord } from '../../accounting/spend.js';
 import type { SpendWriter } from '../../accounting/spend-writer.js';
 import { ClientAbortedError } from '../../providers/upstream-client.js';
+import { ChunkPipe } from '../chunk-pipe.js';
 import type { Keys } from '../../stores/keys.js';
 import { embeddingsText } from '../routing/context-guard.js';
 import type { Deployment, Outcome, PipelineContext, Stage, StreamOutcome, Usage } from '../types.js';
@@ -147,17 +148,11 @@ export function createAccountingStage(deps: AccountingDeps, options: AccountingO
     let started = false;
     let finished!: () => void;
     const done = new Promise<void>((resolve) => (finished = resolve));
-    async function* counted(): AsyncGenerator<{ data: string }> {
-      started = true;
-      try {
-        for await (const chunk of source) {
-          yield chunk;
-          delivered.add(chunk.data);
-        }
-      } finally {
-        finished();
-      }
-    }
+    const chunks = ChunkPipe.of(source).tap({
+      start: () => (started = true),
+      chunk: (c) => delivered.add(c.data),
+      end: () => finished(),
+    });
     const usage = outcome.usage
       .catch(() => undefined)
       .then(async (u) => {
@@ -167,7 +162,7 @@ export function createAccountingStage(deps: AccountingDeps, options: AccountingO
         if (outcome.status !== 200) return record(ctx, undefined, false);
         return record(ctx, await estimateUsage(ctx, delivered.text()).catch(() => undefined), true);
       });
-    return { ...outcome, chunks: counted(), usage };
+    return { ...outcome, chunks, usage };
   }
 
   return async function accountingStage(ctx, next) {

@@ -22,8 +22,9 @@ import { usedTokens } from '../limits/reconcile.js';
 import type { Cooldowns } from '../routing/cooldown.js';
 import { reserveQuota } from '../routing/quota.js';
 import type { DeploymentStats } from '../routing/stats.js';
-import type { Chunk, Deployment, Outcome, PipelineContext, Stage } from '../types.js';
+import type { Deployment, Outcome, PipelineContext, Stage } from '../types.js';
 import type { Cancellation } from '../abort.js';
+import { ChunkPipe } from '../chunk-pipe.js';
 
 export interface AttemptsDeps {
   store: Store;
@@ -184,22 +185,9 @@ export function fullJitter(baseMs: number, capMs: number, n: number, random: () 
  */
 async function firstByte(outcome: Outcome): Promise<Outcome> {
   if (outcome.kind !== 'stream') return outcome;
-  const it = outcome.chunks[Symbol.asyncIterator]();
-  const first = await it.next();
-  async function* replay(): AsyncGenerator<Chunk> {
-    try {
-      if (first.done) return;
-      yield first.value;
-      for (;;) {
-        const n = await it.next();
-        if (n.done) return;
-        yield n.value;
-      }
-    } finally {
-      await it.return?.();
-    }
-  }
-  return { ...outcome, chunks: replay() };
+  const chunks = ChunkPipe.of(outcome.chunks);
+  await chunks.peek();
+  return { ...outcome, chunks };
 }
 
 /** Reconciles the deployment's quota and ends its in-flight count when the answer is over. */
@@ -209,16 +197,14 @@ function settleAfter(outcome: Outcome, settle: (used: number) => void, ended: ()
     settle(outcome.usage ? usedTokens(outcome.usage) : 0);
     return outcome;
   }
-  const { chunks, usage } = outcome;
-  async function* tracked(): AsyncGenerator<Chunk> {
-    try {
-      yield* chunks;
-    } finally {
+  const { usage } = outcome;
+  const chunks = ChunkPipe.of(outcome.chunks).tap({
+    end() {
       ended();
       void usage.then((u) => settle(u ? usedTokens(u) : 0));
-    }
-  }
-  return { ...outcome, chunks: tracked() };
+    },
+  });
+  return { ...outcome, chunks };
 }
 
 function withAttempts<E extends GatewayError>(e: E, ctx: PipelineContext): E {

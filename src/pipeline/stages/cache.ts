@@ -24,6 +24,7 @@ import type {
 } from '../types.js';
 import { onAbort, type Cancellation } from '../abort.js';
 import type { Admitter } from './limits.js';
+import { ChunkPipe } from '../chunk-pipe.js';
 
 export interface CacheOptions {
   /** Seconds to keep an entry for this team and model; undefined = caching off for them. */
@@ -245,14 +246,14 @@ export function createCacheStage(deps: CacheDeps, options: CacheOptions): Stage 
     if (outcome.status !== 200 || plan.ttlMs <= 0) return { ...outcome, headers };
     const source = outcome.chunks;
     const assembler = new StreamAssembler(options.maxEntryBytes);
-    async function* tapped(): AsyncGenerator<Chunk> {
-      for await (const chunk of source) {
-        // Yield first: the client never waits on our parsing.
-        yield chunk;
-        assembler.push(chunk.data);
-      }
-      storeAssembled().catch((err: unknown) => log.warn({ reqId: ctx.reqId, err }, 'cache store failed'));
-    }
+    // Taps run once the chunk is handed on (ChunkPipe): the client never waits on our parsing.
+    const chunks = ChunkPipe.of(source).tap({
+      chunk: (c) => assembler.push(c.data),
+      end(completed) {
+        if (!completed) return;
+        storeAssembled().catch((err: unknown) => log.warn({ reqId: ctx.reqId, err }, 'cache store failed'));
+      },
+    });
     async function storeAssembled(): Promise<void> {
       if (!assembler.ok) return;
       const usage = await outcome.usage.catch(() => undefined);
@@ -262,7 +263,7 @@ export function createCacheStage(deps: CacheDeps, options: CacheOptions): Stage 
       if (bytes.length > options.maxEntryBytes) return;
       write(ctx, key, bytes, plan.ttlMs);
     }
-    return { ...outcome, headers, chunks: tapped() };
+    return { ...outcome, headers, chunks };
   }
 
   return async function cacheStage(ctx, next) {
