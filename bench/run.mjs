@@ -44,9 +44,15 @@ const HOST = '127.0.0.1';
 const ALL_TARGETS = ['fake', 'bare', 'portkey', 'tollgate'];
 // The state suite's targets (bench/state.mjs): tollgate configurations.
 const SUITES = ['default', 'state'];
-const TARGET_LABEL = { fake: 'fake direct', bare: 'bare proxy', portkey: 'portkey', tollgate: 'tollgate' };
+const TARGET_LABEL = {
+  fake: 'fake direct',
+  bare: 'bare proxy',
+  portkey: 'portkey',
+  tollgate: 'tollgate',
+  base: 'tollgate (base)',
+};
 /** The proxies: every target but the fake upstream itself. */
-const PROXIES = ['bare', 'portkey', 'tollgate'];
+const PROXIES = ['bare', 'portkey', 'tollgate', 'base'];
 
 // The targets (issue 6), relative to the bare proxy and the peer (Portkey) measured in the same
 // run, with every tollgate stage on.
@@ -83,6 +89,9 @@ const USAGE = `usage: node bench/run.mjs [options]   (or: npm run bench -- [opti
   --target-cpu N        core for the process under test (default 0)
   --load-cpu N          core for the load generators, the fake upstream and this script (default 1)
   --quiet-wait S        before each phase, wait up to S seconds for both cores to be idle (default 60)
+  --base-dist DIR       also measure another build of tollgate (its dist/ directory, e.g. of a git
+                        worktree at an earlier commit) in the same rounds: before/after figures
+                        of one change, side by side (tollgate / base req per CPU-s, per round)
   --profile             run tollgate under --cpu-prof and print its top self-time functions
   --no-pin              do not use taskset (figures are then not comparable with RESULTS.md)
   --redis-url URL       the Redis of tollgate's store (default suite) and of the limits-redis target
@@ -139,6 +148,7 @@ function parseOptions() {
       'trace-gc': { type: 'boolean', default: false },
       'lead-in': { type: 'string' },
       'memory-cache-mb': { type: 'string' },
+      'base-dist': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -168,7 +178,9 @@ function parseOptions() {
     // The fixed-rate phase's unmeasured first seconds (state suite; the default suite keeps 1 s).
     leadIn: values['lead-in'] ? positiveInt('lead-in', values['lead-in']) : quick ? 1 : 5,
     quick,
-    targets: known.filter((t) => only.includes(t)),
+    // --base-dist adds another build of tollgate, measured in the same interleaved rounds.
+    targets: [...known.filter((t) => only.includes(t)), ...(values['base-dist'] ? ['base'] : [])],
+    baseDist: values['base-dist'] ? resolve(values['base-dist']) : undefined,
     duration: values.duration ? positiveInt('duration', values.duration) : quick ? 3 : 10,
     warmup: quick ? 1 : 2,
     rounds: values.rounds ? positiveInt('rounds', values.rounds) : quick ? 1 : 3,
@@ -596,7 +608,8 @@ async function startTarget(name, ctx, label) {
     delete env.OPENAI_BASE_URL;
     delete env.TOLLGATE_CONFIG;
     const prof = opts.profile ? ['--cpu-prof', '--cpu-prof-dir', join(ctx.runDir, `profiles-${label}`)] : [];
-    const args = [...prof, join(ROOT, 'dist/cli.js'), 'serve', '--config', ctx.tollgateConfig];
+    const cli = name === 'base' ? join(opts.baseDist, 'cli.js') : join(ROOT, 'dist/cli.js');
+    const args = [...prof, cli, 'serve', '--config', ctx.tollgateConfig];
     child = spawnNode(opts.targetCpu, args, { cwd: ROOT, env, stdio: ['ignore', logFd, 'pipe'] });
     closeSync(logFd);
   }
@@ -604,7 +617,7 @@ async function startTarget(name, ctx, label) {
   try {
     // tollgate has /healthz, the peer answers / itself; the bare proxy forwards everything, so the
     // fake's model list through it.
-    const ready = { tollgate: '/healthz', portkey: '/', bare: '/v1/models' }[name];
+    const ready = { tollgate: '/healthz', base: '/healthz', portkey: '/', bare: '/v1/models' }[name];
     await waitHttpOk(`${origin}${ready}`, 20_000, name, child);
   } catch (err) {
     await stopChild(child);
@@ -1177,6 +1190,15 @@ function report(results, checks, warnings, m) {
     const a = sat('tollgate').reqPerCpuS;
     const b = sat('portkey').reqPerCpuS;
     if (a && b) log(`tollgate / portkey req per CPU-s: ${fmt(a / b)}x`);
+  }
+  if (sat('base') && sat('tollgate')) {
+    const rounds = results.tollgate.saturationRounds.map(
+      (r, i) => r.reqPerCpuS / results.base.saturationRounds[i].reqPerCpuS,
+    );
+    log(
+      `tollgate / base req per CPU-s:  ${pct(sat('tollgate').reqPerCpuS / sat('base').reqPerCpuS)} ` +
+        `(rounds ${rounds.map((x) => pct(x)).join(', ')})`,
+    );
   }
   if (sat('portkey') && sat('bare'))
     log(`portkey / bare RPS:             ${pct(sat('portkey').rps / sat('bare').rps)}`);

@@ -155,6 +155,7 @@ export class MemoryStore implements Store {
     const totals = increments.map((i) => this.increment(i.key, i.field, i.by, ttlMs, now));
     if (also?.adjust?.length) await this.adjust(also.adjust);
     if (also?.release) await this.release(also.release.key, also.release.id);
+    if (also?.cache) await this.cacheSet(also.cache.key, also.cache.value, also.cache.ttlMs);
     return totals;
   }
 

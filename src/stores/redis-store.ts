@@ -36,7 +36,7 @@ const SETTLE = 'tollgateSettle';
 const ADMIT = 'tollgateAdmit';
 const FINISH = 'tollgateFinish';
 
-type ScriptArg = string | number;
+type ScriptArg = string | number | Buffer;
 
 /** The commands defineCommand adds; ioredis cannot type them. numKeys comes first. */
 interface ScriptCommands {
@@ -172,9 +172,8 @@ export class RedisStore implements Store {
     ttlMs: number,
     also?: SettleAlso,
   ): Promise<number[]> {
-    const adjust = also?.adjust ?? [];
-    if (adjust.length > 0 || also?.release)
-      return this.finish(leaseKey, leaseIds, increments, ttlMs, adjust, also?.release);
+    if (also?.adjust?.length || also?.release || also?.cache)
+      return this.finish(leaseKey, leaseIds, increments, ttlMs, also);
     const keys = [leaseKey, leaseAmountsKey(leaseKey), ...increments.map((i) => i.key)];
     const argv = increments.flatMap((i) => [i.field, integer(i.by)]);
     const reply = asArray(
@@ -191,19 +190,27 @@ export class RedisStore implements Store {
     return reply.map(toNumber);
   }
 
-  /** settle() with a request's token reconciliation and slot release: one script, one round trip. */
+  /** settle() with a finished request's other work (SettleAlso): one script, one round trip. */
   private async finish(
     leaseKey: string,
     leaseIds: readonly string[],
     increments: CounterIncrement[],
     ttlMs: number,
-    adjust: Take[],
-    release: { key: string; id: string } | undefined,
+    also: SettleAlso,
   ): Promise<number[]> {
+    const adjust = also.adjust ?? [];
+    const { release } = also;
+    let cache = also.cache && also.cache.ttlMs > 0 ? also.cache : undefined;
+    if (cache && this.client.isCluster) {
+      // Another slot: a command of its own, sent in the same write (connect.ts).
+      this.cacheSet(cache.key, cache.value, cache.ttlMs).catch(() => {});
+      cache = undefined;
+    }
     const args: ScriptArg[] = [leaseKey, leaseAmountsKey(leaseKey)];
     for (const i of increments) args.push(i.key);
     for (const t of adjust) args.push(t.bucket.key);
     if (release) args.push(release.key);
+    if (cache) args.push(cache.key);
     const numKeys = args.length;
     args.push(
       leaseIds.length,
@@ -213,6 +220,7 @@ export class RedisStore implements Store {
       adjust.length,
       release?.id ?? '',
     );
+    args.push(cache ? Math.ceil(cache.ttlMs) : 0, cache ? cache.value : '');
     for (const i of increments) args.push(i.field, integer(i.by));
     for (const t of adjust) args.push(t.bucket.capacity, t.bucket.refillPerSecond, t.cost);
     const reply = asArray(await this.scripts[FINISH](numKeys, ...args), increments.length);

@@ -205,7 +205,7 @@ export class ResilientStore implements Store {
         this.buffer({ leaseKey, increments, ttlMs });
         // As adjust() without Redis: the reconciliation goes to the local buckets under 'open'
         // and is lost under 'closed' (the buckets refill anyway); a lost release frees its slot
-        // when its lease expires.
+        // when its lease expires; a cache entry is not stored (as cacheSet()).
         if (this.policy === 'open' && also?.adjust?.length) await this.local.adjust(also.adjust);
         return [];
       },

@@ -61,14 +61,16 @@ export interface BudgetCheck {
 }
 
 /**
- * What a finished request gives back besides its budget reservation, in its settle call: one
- * Redis round trip after the response instead of three (settle, adjust, release).
+ * What a finished request gives back (and stores) besides its budget reservation, in its settle
+ * call: one Redis round trip after the response instead of four (settle, adjust, release, set).
  */
 export interface SettleAlso {
   /** Added to the buckets as adjust() does (a negative cost refunds). */
   adjust?: Take[] | undefined;
   /** The concurrency slot to free, as release() does. */
   release?: { key: string; id: string } | undefined;
+  /** A cache entry to store, as cacheSet() does (best effort: a failure is not reported). */
+  cache?: { key: string; value: Buffer; ttlMs: number } | undefined;
 }
 
 /** Where a request's reservation is recorded, so a lost settle (a crashed replica) expires. */

@@ -515,7 +515,7 @@ export function runStoreContract(
         assert.equal(results.filter((r) => r.admitted).length, 4);
       });
 
-      it('settle also reconciles tokens and frees the slot of the request, in the same call', async () => {
+      it('settle also reconciles tokens, frees the slot and stores the cache entry of the request, in the same call', async () => {
         const tm = team();
         const day = subject.keys.teamSpend(tm, 'd:x');
         const tpm: Bucket = { key: subject.keys.teamBucket(tm, 'tpm'), capacity: 1000, refillPerSecond: 0 };
@@ -534,9 +534,18 @@ export function runStoreContract(
           {
             adjust: [{ bucket: tpm, cost: -200 }],
             release: { key: slotKey, id: 'req-1' },
+            cache: {
+              key: subject.keys.cacheEntry('t', `finish-${tm}`),
+              value: Buffer.from('answer'),
+              ttlMs: 60_000,
+            },
           },
         );
         assert.deepEqual(totals, [12]);
+        assert.equal(
+          (await store.cacheGet(subject.keys.cacheEntry('t', `finish-${tm}`)))?.toString(),
+          'answer',
+        );
         assert.deepEqual(await store.readCounters([day]), [{ usd: 12, 'usd:reserved': 0 }]);
         // 300 taken, 200 given back: 900 left; and the slot is free for another request.
         assert.equal((await store.adjust([{ bucket: tpm, cost: 0 }]))[0]!.remaining, 900);

@@ -11,6 +11,7 @@ import { microsToUsd, spendIncrements, type SpendRecord } from '../../accounting
 import type { SpendWriter } from '../../accounting/spend-writer.js';
 import { ClientAbortedError } from '../../providers/upstream-client.js';
 import { ChunkPipe } from '../chunk-pipe.js';
+import { takeSettleAlso } from '../settle-also.js';
 import type { Keys } from '../../stores/keys.js';
 import { embeddingsText } from '../routing/context-guard.js';
 import type { Deployment, Outcome, PipelineContext, Stage, StreamOutcome, Usage } from '../types.js';
@@ -119,8 +120,7 @@ export function createAccountingStage(deps: AccountingDeps, options: AccountingO
       estimated,
     });
     // The limits stage's after-response work, when it left it for this call (limits.ts).
-    const also = ctx.settleAlso;
-    ctx.settleAlso = undefined;
+    const also = takeSettleAlso(ctx);
     spend.add(
       r.team,
       ctx.budgetLeaseId,

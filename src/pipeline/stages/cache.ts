@@ -25,6 +25,7 @@ import type {
 import { onAbort, type Cancellation } from '../abort.js';
 import type { Admitter } from './limits.js';
 import { ChunkPipe } from '../chunk-pipe.js';
+import { leaveForSettle } from '../settle-also.js';
 
 export interface CacheOptions {
   /** Seconds to keep an entry for this team and model; undefined = caching off for them. */
@@ -117,8 +118,13 @@ export function createCacheStage(deps: CacheDeps, options: CacheOptions): Stage 
     return { read, ttlMs };
   }
 
+  /** Stores an entry: in the request's settle call when it has one (settle-also.ts), else alone. */
   function write(ctx: PipelineContext, key: string, bytes: Buffer, ttlMs: number): void {
-    store.cacheSet(key, bytes, ttlMs).catch((err: unknown) => logStoreError(ctx, err, 'cache write failed'));
+    leaveForSettle(ctx, 'cache', { key, value: bytes, ttlMs }, () =>
+      store
+        .cacheSet(key, bytes, ttlMs)
+        .catch((err: unknown) => logStoreError(ctx, err, 'cache write failed')),
+    );
   }
 
   function logStoreError(ctx: PipelineContext, err: unknown, msg: string): void {

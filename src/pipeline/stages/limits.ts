@@ -12,21 +12,14 @@ import type { LimitsConfig, RateLimitConfig, TeamConfig, TeamLimitsConfig } from
 import { errors, GatewayError } from '../../errors.js';
 import type { Keys } from '../../stores/keys.js';
 import { abortableSleep } from '../sleep.js';
-import type {
-  AdmissionResult,
-  Bucket,
-  SettleAlso,
-  SlotRequest,
-  Store,
-  Take,
-  TakeResult,
-} from '../../stores/store.js';
+import type { AdmissionResult, Bucket, SlotRequest, Store, Take, TakeResult } from '../../stores/store.js';
 import type { BudgetPlan, BudgetPlanner } from './budget.js';
 import { estimateTokens } from '../limits/estimate.js';
 import { formatDuration, rateLimitHeaders, type LimitState } from '../limits/headers.js';
 import { withReconcile } from '../limits/reconcile.js';
 import type { Next, Outcome, PipelineContext, Stage } from '../types.js';
 import type { Cancellation } from '../abort.js';
+import { leaveForSettle } from '../settle-also.js';
 
 export interface LimitsDeps {
   store: Store;
@@ -131,18 +124,6 @@ export function createLimits(deps: LimitsDeps, options: LimitsOptions): { stage:
     };
   }
 
-  /** The token reconciliation and slot release of a finished request, as their own store calls. */
-  function giveBackNow(also: SettleAlso, reqId: string): void {
-    if (also.release) {
-      store
-        .release(also.release.key, also.release.id)
-        .catch((err: unknown) => log.warn({ err, reqId }, 'slot release failed'));
-    }
-    if (also.adjust) {
-      store.adjust(also.adjust).catch((err: unknown) => log.warn({ err, reqId }, 'token reconcile failed'));
-    }
-  }
-
   /** Gives back what an admission took: the tokens and request, the slot, the budget reservation. */
   function giveBack(p: PreparedAdmission, ctx: PipelineContext): void {
     const { takes, slot, budget } = p.admission;
@@ -208,48 +189,27 @@ export function createLimits(deps: LimitsDeps, options: LimitsOptions): { stage:
       if (settled) return;
       settled = true;
       const delta = used - estimate.total;
-      const also: SettleAlso = {
-        adjust:
-          delta === 0 || tokenTakes.length === 0
-            ? undefined
-            : tokenTakes.map((t) => ({ bucket: t.bucket, cost: delta })),
-        release: slot && { key: slot.key, id: slot.id },
-      };
-      if (!also.adjust && !also.release) return;
-      // A request holding a budget reservation has its settle call made by the accounting stage,
-      // in this same turn for a JSON answer: this work rides in it. Whatever is left at the end
-      // of the turn (accounting came first, or waits for a token count) goes on its own.
-      if (ctx.budgetLeaseId !== undefined) {
-        ctx.settleAlso = also;
-        afterTurn(() => {
-          if (ctx.settleAlso !== also) return;
-          ctx.settleAlso = undefined;
-          giveBackNow(also, ctx.reqId);
-        });
-        return;
+      // Both ride in the request's settle call when it has one (settle-also.ts).
+      if (slot) {
+        leaveForSettle(ctx, 'release', { key: slot.key, id: slot.id }, () =>
+          store
+            .release(slot.key, slot.id)
+            .catch((err: unknown) => log.warn({ err, reqId: ctx.reqId }, 'slot release failed')),
+        );
       }
-      giveBackNow(also, ctx.reqId);
+      if (delta === 0 || tokenTakes.length === 0) return;
+      const adjust = tokenTakes.map((t) => ({ bucket: t.bucket, cost: delta }));
+      leaveForSettle(ctx, 'adjust', adjust, () =>
+        store
+          .adjust(adjust)
+          .catch((err: unknown) => log.warn({ err, reqId: ctx.reqId }, 'token reconcile failed')),
+      );
     };
 
     return withReconcile(next(ctx), estimate, settle, headers);
   }
 
   return { stage, admitter };
-}
-
-let endOfTurn: (() => void)[] | undefined;
-
-/** Runs `task` once the current turn's microtasks are done: one setImmediate for all of them. */
-function afterTurn(task: () => void): void {
-  if (!endOfTurn) {
-    endOfTurn = [];
-    setImmediate(() => {
-      const tasks = endOfTurn!;
-      endOfTurn = undefined;
-      for (const t of tasks) t();
-    });
-  }
-  endOfTurn.push(task);
 }
 
 /** Adds the rate-limit headers to a refusal from elsewhere (a budget's), keeping its own. */

@@ -7,9 +7,11 @@ import { REAP } from './budget.js';
 
 /**
  * KEYS: lease set, lease amounts hash, ni counter hashes, na bucket keys, then the slot set when
- * a slot is released.
- * ARGV: number of lease ids, the lease ids, ttl ms, ni, na, the slot id ('' for none), then per
- * increment: field, by (integer string); then per bucket: capacity, refill per second, cost.
+ * a slot is released, then the cache entry's key when one is stored (standalone Redis only: a
+ * cache key has no hash tag, so on a Cluster the entry goes in a SET of its own).
+ * ARGV: number of lease ids, the lease ids, ttl ms, ni, na, the slot id ('' for none), the
+ * cache entry's ttl ms (0 for none) and value, then per increment: field, by (integer string);
+ * then per bucket: capacity, refill per second, cost.
  * Returns each counter's value after its increment.
  */
 export const FINISH_LUA = `${REAP}
@@ -18,7 +20,8 @@ local ids = tonumber(ARGV[1])
 for i = 2, ids + 1 do release(amounts, leases, ARGV[i]) end
 local a = ids + 2
 local ttl_ms, ni, na, slot_id = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3]
-a = a + 3
+local cache_ttl, cache_value = tonumber(ARGV[a + 4]), ARGV[a + 5]
+a = a + 5
 local out = {}
 for i = 1, ni do
   local key = KEYS[2 + i]
@@ -31,6 +34,11 @@ for i = 1, na do
   local capacity, rate, cost = tonumber(ARGV[a + 3 * i - 2]), tonumber(ARGV[a + 3 * i - 1]), tonumber(ARGV[a + 3 * i])
   store(key, capacity, rate, math.min(capacity, level(key, capacity, rate) - cost))
 end
-if slot_id ~= '' then redis.call('ZREM', KEYS[3 + ni + na], slot_id) end
+local k = 3 + ni + na
+if slot_id ~= '' then
+  redis.call('ZREM', KEYS[k], slot_id)
+  k = k + 1
+end
+if cache_ttl > 0 then redis.call('SET', KEYS[k], cache_value, 'PX', cache_ttl) end
 return out
 `;

@@ -150,7 +150,7 @@ describe('admission in one store call (limits stage with the budgets)', () => {
     // end of the turn, and then goes on its own.
     assert.ok(first.settleAlso?.release, 'the release is left for the settle call');
     await new Promise((r) => setImmediate(r));
-    assert.equal(first.settleAlso, undefined);
+    assert.equal(first.settleAlso?.release, undefined, 'then it went on its own');
     await stage(makePipelineContext(), async () => ok);
   });
 
@@ -161,7 +161,7 @@ describe('admission in one store call (limits stage with the budgets)', () => {
     assert.equal(calls.get('admit'), 1);
   });
 
-  it('gives back in one settle call after the response: spend, reservation, token refund and slot', async () => {
+  it('gives back and stores in one settle call after the response: spend, reservation, refund, slot, cache entry', async () => {
     const { store, calls } = countingStore();
     const keys = createKeys(`tg:test:${Math.random()}:`);
     const team = {
@@ -171,13 +171,27 @@ describe('admission in one store call (limits stage with the budgets)', () => {
       limits: { rpm: 100, tpm: 100_000, concurrency: 1, maxWaitMs: 0, perKey: undefined, models: {} },
     } as unknown as TeamConfig;
     const log = createLogSink().log;
-    const planner = createBudgetPlanner(
-      { keys, estimate: () => ({ micros: 1_000, tokens: 50 }) },
-      { teams: [team], leaseMs: 60_000, retentionMs: DAY_MS },
-    );
-    const limits = createLimitsStage(
-      { store, keys, log, budget: planner },
+    const limits = createLimits(
+      {
+        store,
+        keys,
+        log,
+        budget: createBudgetPlanner(
+          { keys, estimate: () => ({ micros: 1_000, tokens: 50 }) },
+          { teams: [team], leaseMs: 60_000, retentionMs: DAY_MS },
+        ),
+      },
       { teams: [team], limits: { bytesPerToken: 3, expectedCompletionTokens: 100 }, slotLeaseMs: 60_000 },
+    );
+    const cache = createCacheStage(
+      { store, keys, log, admission: limits.admitter },
+      {
+        ttlSecondsFor: () => 60,
+        maxEntryBytes: 1 << 20,
+        cacheSampled: false,
+        scopeFor: (t) => t,
+        maxTtlSeconds: 3600,
+      },
     );
     const spend = new SpendWriter({ store, keys, log }, { retentionMs: DAY_MS, flushMs: 0 });
     const accounting = createAccountingStage(
@@ -189,16 +203,33 @@ describe('admission in one store call (limits stage with the budgets)', () => {
       },
       { hourly: false },
     );
-    const answered: Outcome = { ...ok, usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 } };
-    const next = compose([accounting, limits], async () => answered);
-    const ctx = makePipelineContext();
-    ctx.deployment = { id: 'openai/m', provider: 'openai' } as unknown as PipelineContext['deployment'];
-    await next(ctx);
+    const completion = {
+      id: 'c',
+      object: 'chat.completion',
+      choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 },
+    };
+    let upstream = 0;
+    const next = compose([accounting, cache, limits.stage], async (ctx) => {
+      upstream++;
+      ctx.deployment = { id: 'openai/m', provider: 'openai' } as unknown as PipelineContext['deployment'];
+      return {
+        kind: 'json',
+        status: 200,
+        headers: {},
+        body: Buffer.from(JSON.stringify(completion)),
+        parsed: completion,
+        usage: completion.usage,
+      };
+    });
+    const request = (content: string) =>
+      makePipelineContext({ body: { model: 'm', temperature: 0, messages: [{ role: 'user', content }] } });
+    await next(request('q'));
     await spend.flush();
     assert.equal(calls.get('admit'), 1);
-    assert.equal(calls.get('release'), undefined, 'no release call of its own');
-    assert.equal(calls.get('adjust'), undefined, 'no adjust call of its own');
-    // Its own settle (reservation + budget counter + refund + slot), then the team's batch.
+    for (const op of ['release', 'adjust', 'cacheSet'])
+      assert.equal(calls.get(op), undefined, `no ${op} call of its own`);
+    // Its own settle (reservation, budget counter, refund, slot, entry), then the team's batch.
     assert.equal(calls.get('settle'), 2);
     const [day] = await store.readCounters([keys.teamSpend('search', periodNames(Date.now()).day)]);
     assert.equal(day!.cost, 400);
@@ -213,9 +244,14 @@ describe('admission in one store call (limits stage with the budgets)', () => {
       tpm[0]!.remaining > 100_000 - 10,
       `the estimate is refunded down to the 6 tokens used: ${tpm[0]!.remaining}`,
     );
+    // The entry is stored: the same request is a hit.
+    const again = request('q');
+    await next(again);
+    assert.equal(again.logFields.cache, 'HIT');
+    assert.equal(upstream, 1);
     // The only slot is free again at once.
-    await next(makePipelineContext());
-    assert.equal(calls.get('admit'), 2);
+    await next(request('another'));
+    assert.equal(upstream, 2);
   });
 
   describe('started by the cache stage with its read', () => {
