@@ -121,10 +121,13 @@ interface TeamPeriodKeys {
   month: string;
   hour: string;
 }
-const periodKeys = new Map<string, TeamPeriodKeys>();
+/** Per Keys (a gateway's key prefix: two gateways in one process must not share), per team. */
+const periodKeysOf = new WeakMap<Keys, Map<string, TeamPeriodKeys>>();
 
 function teamPeriodKeys(keys: Keys, team: string, nowMs: number): TeamPeriodKeys {
   const names = periodNames(nowMs);
+  let periodKeys = periodKeysOf.get(keys);
+  if (!periodKeys) periodKeysOf.set(keys, (periodKeys = new Map()));
   let k = periodKeys.get(team);
   if (k?.names !== names) {
     if (periodKeys.size >= NAMES_CAP) periodKeys.clear();

@@ -15,14 +15,27 @@ export function freePort(): Promise<number> {
   });
 }
 
-function canConnect(port: number): Promise<boolean> {
+/**
+ * The pid of the redis-server answering on `port`, or undefined when none answers. A restarted
+ * server must be checked to be ours: while the port was free, another test process (files run
+ * in parallel) may have started a redis-server of its own on it.
+ */
+function serverPid(port: number): Promise<number | undefined> {
   return new Promise((resolve) => {
     const s = net.connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
+    let reply = '';
+    const done = (pid: number | undefined) => {
       s.destroy();
-      resolve(true);
+      resolve(pid);
+    };
+    s.setTimeout(1000, () => done(undefined));
+    s.once('connect', () => s.write('INFO server\r\n'));
+    s.on('data', (d) => {
+      reply += d.toString('latin1');
+      const m = /process_id:(\d+)/.exec(reply);
+      if (m) done(Number(m[1]));
     });
-    s.once('error', () => resolve(false));
+    s.once('error', () => done(undefined));
   });
 }
 
@@ -61,12 +74,17 @@ export async function startRedisServer(
   servers.add(child);
   child.once('exit', () => servers.delete(child));
   for (let i = 0; i < 100; i++) {
-    if (await canConnect(port)) return child;
+    const pid = await serverPid(port);
+    if (pid === child.pid) return child;
     if (child.exitCode !== null || spawnError) break;
     await sleep(20);
   }
+  child.kill('SIGKILL');
+  const other = await serverPid(port);
   throw new Error(
-    `redis-server did not start on port ${port}` + (spawnError ? ` (${spawnError.message})` : ''),
+    `redis-server did not start on port ${port}` +
+      (spawnError ? ` (${spawnError.message})` : '') +
+      (other !== undefined ? ` (another redis-server, pid ${other}, holds the port)` : ''),
   );
 }
 

@@ -1,9 +1,13 @@
 // Redis dies under load, through the whole gateway: with `open` every request is still served
 // (local limits, cache BYPASS) and nothing hangs; with `closed` the answer is 503
-// store_unavailable; when Redis is back both return to it by themselves.
+// store_unavailable; when Redis is back both return to it by themselves, and the spend of every
+// request served meanwhile reaches Redis then: buffered, never lost.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { dayOf } from '../../src/accounting/periods.js';
+import { createKeys } from '../../src/stores/keys.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startFakeUpstream } from '../../src/fake-upstream/server.js';
 import type { FakeUpstream } from '../../src/fake-upstream/types.js';
@@ -15,6 +19,8 @@ interface Result {
   cache: string | null;
   ms: number;
   code?: string;
+  /** The answer's usage.total_tokens. */
+  tokens?: number;
 }
 
 describe('a Redis outage under load', () => {
@@ -66,12 +72,13 @@ describe('a Redis outage under load', () => {
         messages: [{ role: 'user', content: `q${i % 3}` }],
       }),
     });
-    const body = (await res.json()) as { error?: { code: string } };
+    const body = (await res.json()) as { error?: { code: string }; usage?: { total_tokens: number } };
     return {
       status: res.status,
       cache: res.headers.get('x-tollgate-cache'),
       ms: performance.now() - t0,
       ...(body.error ? { code: body.error.code } : {}),
+      ...(body.usage ? { tokens: body.usage.total_tokens } : {}),
     };
   };
 
@@ -100,6 +107,9 @@ describe('a Redis outage under load', () => {
     const up = await load(400);
     assert.ok(up.open.every((r) => r.status === 200) && up.closed.every((r) => r.status === 200));
     assert.ok(up.open.some((r) => r.cache === 'HIT'));
+    // The spend of those requests reaches this Redis (batches leave within 25 ms), which dies with
+    // it: this Redis keeps nothing on disk.
+    await sleep(200);
 
     // 2. Redis dies mid-load.
     await stopRedisServer(server);
@@ -124,8 +134,10 @@ describe('a Redis outage under load', () => {
     server = await startRedisServer(port);
     const deadline = Date.now() + 5_000;
     let recovered = false;
+    const probes: Result[] = [];
     while (Date.now() < deadline && !recovered) {
       const [o, c] = await Promise.all([call(gateways.open!, 100), call(gateways.closed!, 100)]);
+      probes.push(o);
       recovered = o.status === 200 && o.cache !== 'BYPASS' && c.status === 200;
       if (!recovered) await sleep(100);
     }
@@ -136,5 +148,26 @@ describe('a Redis outage under load', () => {
     await gateways.open!.logs.waitFor(
       (l) => l.msg === 'Redis available again: shared limits and cache restored',
     );
+
+    // 4. No spend lost: the new Redis (empty: nothing persisted) holds exactly the requests and
+    //    tokens the open gateway served since the old one died, outage included. A hit costs no
+    //    tokens; every answer is counted as a request.
+    const served = [...down.open, ...probes, ...after.open].filter((r) => r.status === 200);
+    const tokens = served.reduce((n, r) => n + (r.cache === 'HIT' ? 0 : (r.tokens ?? 0)), 0);
+    const redis = new Redis(`redis://127.0.0.1:${port}`);
+    try {
+      const key = createKeys('tg:outage:open:').teamSpend('load', dayOf(Date.now()));
+      let counters: Record<string, string> = {};
+      const until = Date.now() + 5_000;
+      while (Date.now() < until) {
+        counters = await redis.hgetall(key);
+        if (Number(counters.requests) === served.length) break;
+        await sleep(100);
+      }
+      assert.equal(Number(counters.requests), served.length, 'every request served is counted');
+      assert.equal(Number(counters.tokens), tokens, 'and every token');
+    } finally {
+      redis.disconnect();
+    }
   });
 });

@@ -42,6 +42,15 @@ describe('spend counters', () => {
     for (const i of incs) assert.match(i.key, /\{t:search\}/);
   });
 
+  it('writes each gateway under its own key prefix, also for the same team in one process', () => {
+    // The per-team key memo once ignored the prefix: a second gateway's spend went to the first's keys.
+    const other = createKeys('tg:other:');
+    spendIncrements(keys, record, t, false);
+    const incs = spendIncrements(other, record, t, false);
+    assert.ok(incs.length > 0);
+    for (const i of incs) assert.ok(i.key.startsWith('tg:other:'), i.key);
+  });
+
   it('writes no hourly counter unless asked', () => {
     assert.ok(spendIncrements(keys, record, t, false).every((i) => !i.key.includes(':h:')));
   });
