@@ -21,6 +21,9 @@ export class SseParser {
   /** Feeds bytes; returns the events completed by them. */
   push(bytes: Uint8Array | string): SseEvent[] {
     let text = typeof bytes === 'string' ? bytes : this.decoder.decode(bytes, { stream: true });
+    // An empty chunk (or one that only starts a multi-byte character) must not forget a pending CR:
+    // its LF, arriving next, would otherwise count as a blank line and dispatch the event early.
+    if (text.length === 0) return [];
     if (this.pendingCr && text.startsWith('\n')) text = text.slice(1);
     this.pendingCr = false;
     const out: SseEvent[] = [];

@@ -34,6 +34,13 @@ describe('SseParser', () => {
     ]);
   });
 
+  it('keeps a pending CR across an empty chunk, so the LF after it is no blank line', () => {
+    // Found by the property test: the empty push forgot the CR, and the LF dispatched 'a' alone.
+    const empty = new Uint8Array(0);
+    assert.deepEqual(all(['data: a\r', empty, '\ndata: b\n\n']), [{ event: undefined, data: 'a\nb' }]);
+    assert.deepEqual(all(['data: a\r', '', '\ndata: b\n\n']), [{ event: undefined, data: 'a\nb' }]);
+  });
+
   it('joins multi-line data, skips comments and unknown fields, drops one leading space only', () => {
     assert.deepEqual(all([': keep-alive\ndata:x\ndata:  y\nid: 7\nretry: 10\n\n']), [
       { event: undefined, data: 'x\n y' },
