@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { errors } from './errors.js';
 import { createAuthHook } from './http/auth.js';
+import { answerClientError } from './http/client-error.js';
 import { toGatewayError } from './http/error-reply.js';
 import { finishWhenDone, newRequestState, requestFinisher } from './http/request-state.js';
 import { registerMetricsRoute, type RenderedMetrics } from './http/routes/metrics.js';
@@ -130,8 +131,20 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
     trustProxy: config.server.trustProxy,
     // Longer than the usual 60 s idle timeout of load balancers, so they close first.
     keepAliveTimeout: 72_000,
-    requestTimeout: 60_000,
+    requestTimeout: config.server.requestTimeoutMs,
     connectionTimeout: 0,
+    http: {
+      // Slow clients (slowloris) are dropped with a 408 once their headers, or the whole request,
+      // take longer than these. Node compares both at construction, so requestTimeout is here too.
+      headersTimeout: config.server.headersTimeoutMs,
+      requestTimeout: config.server.requestTimeoutMs,
+      // Node looks for expired requests only this often (30 s by default, which would let a 10 s
+      // headers timeout last 40 s); each look walks the connections still receiving a request.
+      connectionsCheckingInterval: 1_000,
+    },
+    // What Node's parser refuses (malformed, smuggling-shaped, headers too large, too slow) is
+    // answered in OpenAI's shape, and never written into a response already under way.
+    clientErrorHandler: answerClientError,
     // Draining is answered by our own hook below, in OpenAI's error shape.
     return503OnClosing: false,
     genReqId: (req) => {

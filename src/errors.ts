@@ -110,6 +110,29 @@ export const errors = {
       code: 'unknown_url',
       message: `Unknown request URL: ${method} ${url.slice(0, 200)}. Please check the URL for typos.`,
     }),
+  // Refused by Node's HTTP parser or its timeouts before any route ran (http/client-error.ts).
+  malformedHttp: (): GatewayError =>
+    new GatewayError({
+      status: 400,
+      type: INVALID,
+      code: 'invalid_request',
+      message:
+        'The request is not valid HTTP/1.1 (request line, header or body framing); it was not processed.',
+    }),
+  headersTooLarge: (): GatewayError =>
+    new GatewayError({
+      status: 431,
+      type: INVALID,
+      code: 'request_headers_too_large',
+      message: 'The request headers are larger than this gateway accepts; it was not processed.',
+    }),
+  requestTimeout: (): GatewayError =>
+    new GatewayError({
+      status: 408,
+      type: INVALID,
+      code: 'request_timeout',
+      message: 'The request did not arrive in time (server.headersTimeoutMs / server.requestTimeoutMs).',
+    }),
   modelNotFound: (model: string): GatewayError =>
     new GatewayError({
       status: 404,

@@ -5,6 +5,10 @@ export const DEFAULT_SERVER: ServerConfig = {
   host: '127.0.0.1',
   port: 8080,
   bodyLimitBytes: 8 * 1024 * 1024,
+  // Node's default is 60 s: a client trickling one header line at a time holds a connection
+  // that long. Real clients send their headers in one write; 10 s leaves room for a slow link.
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
   shutdownTimeoutMs: 30_000,
   trustProxy: false,
   logPrompts: false,

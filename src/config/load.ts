@@ -346,6 +346,11 @@ function finish(file: FileShape, source: string, env: Env): Config {
     else server.port = port;
   }
   if (env.TOLLGATE_LOG_LEVEL) server.logLevel = env.TOLLGATE_LOG_LEVEL;
+  // Node refuses to start a server whose headers may take longer than the whole request.
+  if (server.headersTimeoutMs > server.requestTimeoutMs)
+    problems.push(
+      `server.headersTimeoutMs: ${server.headersTimeoutMs} is longer than server.requestTimeoutMs (${server.requestTimeoutMs})`,
+    );
   const baseTimeouts = { ...DEFAULT_TIMEOUTS, ...file.timeouts };
 
   const providers: Record<string, ProviderConfig> = {};

@@ -256,6 +256,10 @@ export interface ServerConfig {
   host: string;
   port: number;
   bodyLimitBytes: number;
+  /** Longest a client may take to send a request's headers (slowloris); Node's headersTimeout. */
+  headersTimeoutMs: number;
+  /** Longest a client may take to send a whole request, body included; Node's requestTimeout. */
+  requestTimeoutMs: number;
   shutdownTimeoutMs: number;
   trustProxy: boolean;
   /** Log request bodies (prompts). Off by default: prompts are often confidential. */
@@ -359,6 +363,8 @@ export const configFileSchema = {
         host: { type: 'string', minLength: 1 },
         port: { type: 'integer', minimum: 0, maximum: 65535 },
         bodyLimitBytes: { type: 'integer', minimum: 1024 },
+        headersTimeoutMs: positiveInt,
+        requestTimeoutMs: positiveInt,
         shutdownTimeoutMs: { type: 'integer', minimum: 0 },
         trustProxy: { type: 'boolean' },
         logPrompts: { type: 'boolean' },

@@ -121,7 +121,7 @@ async function run(
     state.deployment = ctx.deployment?.id;
     state.attempts = ctx.attempts;
   }
-  if (ctx.deployment) reply.header('x-tollgate-model', ctx.deployment.id);
+  if (ctx.deployment) reply.header('x-tollgate-model', headerSafe(ctx.deployment.id));
   for (const [k, v] of Object.entries(outcome.headers)) reply.header(k, v);
 
   if (outcome.kind === 'json') {
@@ -154,4 +154,21 @@ async function run(
     streamClosed?.();
   }
   state.usage = await outcome.usage;
+}
+
+/** Any character outside printable ASCII, and '%' itself so that decodeURIComponent reverses it. */
+const NOT_HEADER_SAFE = /[^\x20-\x24\x26-\x7e]/gu;
+
+/**
+ * A deployment id as a header value. On a wildcard route it holds the model name the client sent,
+ * which can be anything JSON can carry; Node throws on CR, LF, other control characters and
+ * anything beyond Latin-1 in a header, which failed the reply after the upstream had answered.
+ * Such characters are percent-encoded (as UTF-8), so nothing the client sent ends up raw in a header.
+ */
+function headerSafe(value: string): string {
+  return value.replace(NOT_HEADER_SAFE, (c) => {
+    let out = '';
+    for (const byte of Buffer.from(c, 'utf8')) out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    return out;
+  });
 }
