@@ -72,8 +72,6 @@ type RegistryConfig = {
   })[];
 };
 
-const RECENT_KEYS = 10_000;
-
 const revokedKey = (team: string, id: string): string => `${team}\n${id}`;
 
 export function createDynamicTeamRegistry(
@@ -94,9 +92,6 @@ export function createDynamicTeamRegistry(
   /** `team\nid` -> earliest revocation. */
   const revoked = new Map<string, number>();
   let byHash = new Map<string, Principal>();
-  // Recently presented keys skip the hash, as in the config registry; replaced on every rebuild
-  // so a revocation cannot hide behind it.
-  let recent = new Map<string, Principal>();
 
   function rebuild(): void {
     const next = new Map<string, Principal>();
@@ -111,7 +106,6 @@ export function createDynamicTeamRegistry(
         next.set(r.sha256, { team, keyId: r.id });
     }
     byHash = next;
-    recent = new Map();
   }
 
   /** Adds what is new; true when the view changed. */
@@ -171,15 +165,8 @@ export function createDynamicTeamRegistry(
     authenticate(presentedKey) {
       if (base.anonymous) return base.authenticate(presentedKey);
       if (!presentedKey) return undefined;
-      const seen = recent.get(presentedKey);
-      if (seen) return seen;
-      const principal = byHash.get(hashKey(presentedKey));
-      // Unknown keys are not remembered: a flood of random keys must not evict the real ones.
-      if (principal) {
-        if (recent.size >= RECENT_KEYS) recent.clear();
-        recent.set(presentedKey, principal);
-      }
-      return principal;
+      // By hash only, as the config registry (teams/registry.ts): no plaintext key kept.
+      return byHash.get(hashKey(presentedKey));
     },
     teams: () => base.teams(),
     team: (name) => (base.anonymous ? undefined : teamsByName.get(name)),
