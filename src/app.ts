@@ -5,7 +5,9 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { errors } from './errors.js';
+import cors from '@fastify/cors';
 import { createAuthHook } from './http/auth.js';
+import { AuthFailureLimiter } from './http/auth-failures.js';
 import { answerClientError } from './http/client-error.js';
 import { toGatewayError } from './http/error-reply.js';
 import { finishWhenDone, newRequestState, requestFinisher } from './http/request-state.js';
@@ -117,7 +119,7 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
       return tier ? [[t.name, { name: t.tier!, tier }] as const] : [];
     }),
   );
-  const readiness: Readiness = { draining: false };
+  const readiness: Readiness = { unready: false, draining: false };
   const bodyLimit = config.server.bodyLimitBytes;
 
   const fastifyLog: FastifyBaseLogger = log;
@@ -157,6 +159,12 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
     },
   });
 
+  const authFailures = new AuthFailureLimiter({
+    maxFailures: config.server.authFailures.maxFailures,
+    windowMs: config.server.authFailures.windowSeconds * 1000,
+    blockMs: config.server.authFailures.blockSeconds * 1000,
+  });
+
   app.decorateRequest('tg', null as never);
   app.decorateRequest('rawBody', undefined);
 
@@ -181,10 +189,17 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
     request.tg = newRequestState();
     reply.header('x-request-id', request.id);
     reply.raw.once('close', () => finishWhenDone(finish, request, reply));
-    if (readiness.draining && request.url !== '/readyz' && request.url !== '/healthz') {
+    const health = request.url === '/readyz' || request.url === '/healthz';
+    if (readiness.draining && !health) {
       // A request on a keep-alive connection that outlived the listener: send it elsewhere.
       reply.header('connection', 'close');
       done(errors.shuttingDown());
+      return;
+    }
+    // An address blocked for failing authentication gets nothing but the health checks.
+    const blockedMs = health ? 0 : authFailures.blockedFor(request.ip);
+    if (blockedMs > 0) {
+      done(errors.tooManyAuthFailures(blockedMs));
       return;
     }
     done();
@@ -194,6 +209,13 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
     const ge = toGatewayError(err, bodyLimit);
     request.tg.errorCode = ge.code ?? undefined;
     request.tg.errorType = ge.type;
+    // Every refused key (team, admin, metrics token) answers 401 through here.
+    if (ge.status === 401 && authFailures.failed(request.ip)) {
+      log.warn(
+        { ip: request.ip, blockSeconds: config.server.authFailures.blockSeconds },
+        'address blocked after repeated failed authentication',
+      );
+    }
     if (ge.status >= 500 && ge.code === 'internal_error')
       log.error({ reqId: request.id, err }, 'internal error');
     void reply.code(ge.status).headers(ge.headers).send(ge.toBody());
@@ -203,6 +225,32 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
     request.tg.errorCode = ge.code ?? undefined;
     void reply.code(404).send(ge.toBody());
   });
+
+  // Off unless configured: a browser page on another origin cannot call the gateway (and so
+  // cannot use a key pasted into it) unless the platform team allows that origin.
+  const corsConfig = config.server.cors;
+  if (corsConfig) {
+    void app.register(cors, {
+      origin: corsConfig.origins.includes('*') ? '*' : corsConfig.origins,
+      credentials: corsConfig.credentials,
+      maxAge: corsConfig.maxAgeSeconds,
+      methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
+      // What a browser client may read besides the simple headers: limits, ids, cache status.
+      exposedHeaders: [
+        'x-request-id',
+        'retry-after',
+        'retry-after-ms',
+        'x-ratelimit-limit-requests',
+        'x-ratelimit-limit-tokens',
+        'x-ratelimit-remaining-requests',
+        'x-ratelimit-remaining-tokens',
+        'x-ratelimit-reset-requests',
+        'x-ratelimit-reset-tokens',
+        'x-tollgate-cache',
+        'x-tollgate-attempts',
+      ],
+    });
+  }
 
   registerHealthRoutes(app, readiness);
   registerMetricsRoute(app, deps.renderMetrics ? { render: deps.renderMetrics } : metrics, {
@@ -236,7 +284,15 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
     async close() {
       teams.close();
       readiness.draining = true;
-      await app.close();
+      // app.close() waits for every connection to end. A keep-alive connection whose last
+      // response (a stream, say) finishes during the drain goes idle and would be held until the
+      // client closed it or the shutdown deadline: idle connections are closed as they appear.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), 200);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(sweep);
+      }
       await pipeline.close();
       anomaly?.stop();
       await alerter.drain();

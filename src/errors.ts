@@ -196,6 +196,18 @@ export const errors = {
         'retry-after-ms': String(Math.max(0, Math.ceil(o.retryAfterMs))),
       },
     }),
+  /** An address that failed authentication too often (http/auth-failures.ts). */
+  tooManyAuthFailures: (retryAfterMs: number): GatewayError =>
+    new GatewayError({
+      status: 429,
+      type: 'requests',
+      code: 'too_many_auth_failures',
+      retryAfterMs,
+      message:
+        'Too many failed authentications from this address. Check the key you send, and try again in ' +
+        `${Math.max(1, Math.ceil(retryAfterMs / 1000))} seconds.`,
+      headers: { 'retry-after': String(Math.max(1, Math.ceil(retryAfterMs / 1000))) },
+    }),
   /** A request bigger than a limit's whole capacity: waiting cannot help, so the SDK must not retry. */
   requestTooLarge: (o: { message: string; headers: Record<string, string> }): GatewayError =>
     new GatewayError({

@@ -122,10 +122,20 @@ async function serveGateway(config: Config, anonymous: boolean): Promise<void> {
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
+    const delayMs = config.server.shutdownDelayMs;
+    // /readyz says 503 at once; requests keep being served for delayMs, so a load balancer that
+    // polls it takes the gateway out before its listener closes (and nothing it sends is refused).
+    gateway.readiness.unready = true;
     log.info(
-      { signal, deadlineMs: config.server.shutdownTimeoutMs },
-      'shutting down: draining in-flight requests',
+      { signal, delayMs, deadlineMs: config.server.shutdownTimeoutMs },
+      delayMs > 0
+        ? 'shutting down: unready, then draining in-flight requests'
+        : 'shutting down: draining in-flight requests',
     );
+    if (delayMs > 0) setTimeout(drain, delayMs);
+    else drain();
+  };
+  const drain = (): void => {
     const deadline = setTimeout(() => {
       log.warn('shutdown deadline reached: closing the connections that are still open');
       gateway.app.server.closeAllConnections();

@@ -10,9 +10,11 @@ export const DEFAULT_SERVER: ServerConfig = {
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 60_000,
   shutdownTimeoutMs: 30_000,
+  shutdownDelayMs: 0,
   trustProxy: false,
   logPrompts: false,
   logLevel: 'info',
+  authFailures: { maxFailures: 20, windowSeconds: 60, blockSeconds: 300 },
 };
 
 export const DEFAULT_TIMEOUTS: TimeoutsConfig = {
@@ -28,6 +30,13 @@ export const DEFAULT_TIMEOUTS: TimeoutsConfig = {
  * like stalls; cap it only where an upstream limits connections.
  */
 export const DEFAULT_CONNECTIONS: number | null = null;
+
+/**
+ * The largest upstream response body accepted: 128 MiB. Far above any chat completion (a
+ * 128k-token answer is ~1 MB of JSON); a batch of 2,048 embeddings of 3,072 floats is ~40 MB
+ * as base64, over 100 MB as JSON numbers.
+ */
+export const DEFAULT_MAX_RESPONSE_BYTES = 128 * 1024 * 1024;
 
 /** Base URLs used when a provider entry (or the zero-config environment) names none. */
 export const DEFAULT_BASE_URLS: Record<'openai' | 'azure' | 'anthropic', string | undefined> = {

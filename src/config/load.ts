@@ -14,6 +14,7 @@ import {
   DEFAULT_CACHE,
   DEFAULT_CONFIG_PATH,
   DEFAULT_CONNECTIONS,
+  DEFAULT_MAX_RESPONSE_BYTES,
   DEFAULT_KEY_REFRESH_MS,
   DEFAULT_LIMITS,
   DEFAULT_MEMORY_CACHE_BYTES,
@@ -40,6 +41,8 @@ import {
   type RateLimitConfig,
   type RedisConfig,
   type ServerConfig,
+  type CorsConfig,
+  type AuthFailuresConfig,
   type StoreConfig,
   type TeamCacheConfig,
   type TeamLimitsConfig,
@@ -167,7 +170,11 @@ function describeAjvError(e: ErrorObject): string {
 }
 
 interface FileShape {
-  server?: Partial<Omit<Config['server'], 'workers'>> & { workers?: number | 'auto' };
+  server?: Partial<Omit<Config['server'], 'workers' | 'cors' | 'authFailures'>> & {
+    workers?: number | 'auto';
+    cors?: Partial<CorsConfig> & { origins: string[] };
+    authFailures?: Partial<AuthFailuresConfig>;
+  };
   timeouts?: Partial<TimeoutsConfig>;
   providers?: Record<
     string,
@@ -178,6 +185,7 @@ interface FileShape {
       headers?: Record<string, string>;
       timeouts?: Partial<TimeoutsConfig>;
       connections?: number;
+      maxResponseBytes?: number;
       apiVersion?: string;
     }
   >;
@@ -330,8 +338,12 @@ function finish(file: FileShape, source: string, env: Env): Config {
   const server: ServerConfig = {
     ...DEFAULT_SERVER,
     ...fileServer,
+    authFailures: { ...DEFAULT_SERVER.authFailures, ...fileServer.authFailures },
+    cors: fileServer.cors && { credentials: false, maxAgeSeconds: 600, ...fileServer.cors },
     workers: fileWorkers === undefined ? undefined : parseWorkerCount(fileWorkers),
   };
+  if (server.cors?.credentials && server.cors.origins.includes('*'))
+    problems.push("server.cors: credentials cannot be allowed for every origin ('*'); name the origins");
   if (env.TOLLGATE_WORKERS) {
     const workers = parseWorkerCount(env.TOLLGATE_WORKERS);
     if (workers === undefined)
@@ -366,6 +378,7 @@ function finish(file: FileShape, source: string, env: Env): Config {
       headers: { ...p.headers },
       timeouts: { ...baseTimeouts, ...p.timeouts },
       connections: p.connections ?? DEFAULT_CONNECTIONS,
+      maxResponseBytes: p.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
     });
   }
 

@@ -29,6 +29,11 @@ export interface ProviderConfig {
   timeouts: TimeoutsConfig;
   /** Most connections in this provider's keep-alive pool; null means no limit. */
   connections: number | null;
+  /**
+   * Largest response body accepted from this provider (a JSON answer, or a stream in total);
+   * beyond it the request fails with upstream_bad_response instead of filling the gateway's memory.
+   */
+  maxResponseBytes: number;
 }
 
 export interface RateLimitConfig {
@@ -252,6 +257,23 @@ export interface LimitsConfig {
   expectedCompletionTokens: number;
 }
 
+export interface CorsConfig {
+  /** Origins allowed to call from a browser (`https://app.example.com`), or ['*'] for any. */
+  origins: string[];
+  /** Allow cookies and Authorization from the browser (never with '*'). */
+  credentials: boolean;
+  /** How long a browser may cache a preflight answer. */
+  maxAgeSeconds: number;
+}
+
+export interface AuthFailuresConfig {
+  /** Failed authentications allowed per address within the window; 0 turns blocking off. */
+  maxFailures: number;
+  windowSeconds: number;
+  /** How long an address that went past the limit is refused. */
+  blockSeconds: number;
+}
+
 export interface ServerConfig {
   host: string;
   port: number;
@@ -261,10 +283,19 @@ export interface ServerConfig {
   /** Longest a client may take to send a whole request, body included; Node's requestTimeout. */
   requestTimeoutMs: number;
   shutdownTimeoutMs: number;
+  /**
+   * On SIGTERM, how long /readyz answers 503 while requests are still served, before the
+   * listener closes and the drain (shutdownTimeoutMs) begins. For load balancers that poll /readyz.
+   */
+  shutdownDelayMs: number;
   trustProxy: boolean;
   /** Log request bodies (prompts). Off by default: prompts are often confidential. */
   logPrompts: boolean;
   logLevel: string;
+  /** Cross-origin requests from browsers: refused (no CORS headers) unless configured. */
+  cors?: CorsConfig | undefined;
+  /** Blocking of addresses that fail authentication repeatedly (http/auth-failures.ts). */
+  authFailures: AuthFailuresConfig;
   /**
    * Worker processes (node:cluster) sharing the port, 'auto' already resolved to the core count;
    * undefined: one process, no cluster primary. Needs a Redis store beyond 1 (main.ts checks).
@@ -366,10 +397,34 @@ export const configFileSchema = {
         headersTimeoutMs: positiveInt,
         requestTimeoutMs: positiveInt,
         shutdownTimeoutMs: { type: 'integer', minimum: 0 },
+        shutdownDelayMs: { type: 'integer', minimum: 0, maximum: 300_000 },
         trustProxy: { type: 'boolean' },
         logPrompts: { type: 'boolean' },
         logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
         workers: { anyOf: [{ type: 'integer', minimum: 1, maximum: 1024 }, { const: 'auto' }] },
+        cors: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['origins'],
+          properties: {
+            origins: {
+              type: 'array',
+              minItems: 1,
+              items: { type: 'string', pattern: '^(\\*|https?://[^/\\s]+)$' },
+            },
+            credentials: { type: 'boolean' },
+            maxAgeSeconds: { type: 'integer', minimum: 0, maximum: 86400 },
+          },
+        },
+        authFailures: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            maxFailures: { type: 'integer', minimum: 0 },
+            windowSeconds: { type: 'integer', minimum: 1 },
+            blockSeconds: { type: 'integer', minimum: 1 },
+          },
+        },
       },
     },
     timeouts,
@@ -444,6 +499,7 @@ export const configFileSchema = {
           headers: { type: 'object', additionalProperties: { type: 'string' } },
           timeouts,
           connections: { type: 'integer', minimum: 1 },
+          maxResponseBytes: { type: 'integer', minimum: 1024 },
         },
       },
     },

@@ -199,6 +199,49 @@ export async function expectEventStream(res: UpstreamResponse, providerName: str
   );
 }
 
+/** The answer to a response over the provider's maxResponseBytes. */
+export function responseTooLarge(providerName: string, limit: number): UpstreamError {
+  return errors.upstreamBadResponse(
+    providerName,
+    `the response is larger than the provider's maxResponseBytes, ${limit} bytes`,
+  );
+}
+
+/**
+ * A 2xx body read whole, but never more than `limit` bytes: past it (or when Content-Length
+ * says so up front) the response is abandoned and the request fails with upstream_bad_response.
+ * Finishes the response either way.
+ */
+export async function readBody(res: UpstreamResponse, limit: number, providerName: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  try {
+    if (Number(res.headers['content-length']) > limit) throw responseTooLarge(providerName, limit);
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limit) throw responseTooLarge(providerName, limit);
+      parts.push(chunk);
+    }
+  } catch (err) {
+    // Abandoned: the socket goes (undici then reports an AbortError, nobody's business now).
+    res.body.on('error', () => {});
+    res.body.destroy();
+    throw res.mapError(err);
+  } finally {
+    res.done();
+  }
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+}
+
+/** Counts a stream's bytes against `limit`; throws responseTooLarge past it. */
+export function byteBudget(limit: number, providerName: string): (bytes: Uint8Array) => void {
+  let size = 0;
+  return (bytes) => {
+    size += bytes.length;
+    if (size > limit) throw responseTooLarge(providerName, limit);
+  };
+}
+
 async function readText(body: AsyncIterable<Buffer>, limit: number): Promise<string> {
   const parts: Buffer[] = [];
   let size = 0;

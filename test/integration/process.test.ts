@@ -100,41 +100,54 @@ describe('the tollgate process', () => {
     assert.match(out, /- name: search/);
   });
 
-  it('on SIGTERM turns unready, finishes in-flight streams, refuses new connections, then exits 0', async () => {
+  it('on SIGTERM turns unready first, finishes 100 in-flight streams, refuses new connections, then exits 0', async () => {
     const team = makeTeam('ops');
     const file = writeConfig(
       'ok.yaml',
-      stringify({ ...baseConfig(fake.url, [team]), server: { shutdownTimeoutMs: 10000 } }),
+      stringify({
+        ...baseConfig(fake.url, [team]),
+        server: { shutdownTimeoutMs: 10_000, shutdownDelayMs: 600 },
+      }),
     );
     const p = spawnCli(['serve', '--config', file], { TOLLGATE_PORT: '0' });
     const address = await p.listening();
     const headers = { authorization: `Bearer ${team.key}`, 'content-type': 'application/json' };
-    // 1. Three streams of ~1.2 s each are in flight.
-    const streams = await Promise.all(
-      [0, 1, 2].map(() =>
-        fetch(`${address}/v1/chat/completions`, {
-          method: 'POST',
-          headers,
-          body: JSON.stringify({
-            model: 'gpt-4o-mini',
-            stream: true,
-            messages: [{ role: 'user', content: 'hi' }],
-            x_fake: { chunks: 12, chunkDelayMs: 100 },
-          }),
+    const ask = (stream: boolean) =>
+      fetch(`${address}/v1/chat/completions`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({
+          model: 'gpt-4o-mini',
+          stream,
+          messages: [{ role: 'user', content: 'hi' }],
+          x_fake: { chunks: 15, chunkDelayMs: 100 },
         }),
-      ),
-    );
+      });
+    // 1. A hundred streams of ~1.5 s each are in flight.
+    const streams = await Promise.all(Array.from({ length: 100 }, () => ask(true)));
     const reading = streams.map((r) => readSse(r.body!));
     // 2. SIGTERM arrives mid-stream.
+    const signalledAt = Date.now();
     p.child.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 200));
-    // 3. New connections are refused while the streams drain.
-    await assert.rejects(fetch(`${address}/healthz`));
-    // 4. Every stream still completes normally.
-    for (const events of await Promise.all(reading)) assert.equal(events.at(-1)?.data, '[DONE]');
-    // 5. Then the process exits 0.
+    await new Promise((r) => setTimeout(r, 150));
+    // 3. Unready first: /readyz says 503 while requests are still served (shutdownDelayMs).
+    assert.equal((await fetch(`${address}/readyz`, { headers: { connection: 'close' } })).status, 503);
+    const during = await ask(false);
+    assert.equal(during.status, 200, 'still served while the load balancer notices');
+    // 4. After the delay, new connections are refused while the streams drain.
+    await new Promise((r) => setTimeout(r, 700));
+    await assert.rejects(fetch(`${address}/healthz`, { headers: { connection: 'close' } }));
+    // 5. Every stream still completes normally: nothing cut, nothing lost.
+    const all = await Promise.all(reading);
+    assert.equal(all.length, 100);
+    for (const events of all) {
+      assert.equal(events.at(-1)?.data, '[DONE]');
+      assert.equal(events.filter((e) => e.data.includes('"content"')).length >= 15, true);
+    }
+    // 6. Then the process exits 0, well within the deadline.
     const { code } = await p.exit;
     assert.equal(code, 0);
+    assert.ok(Date.now() - signalledAt < 10_000, `exited ${Date.now() - signalledAt} ms after SIGTERM`);
     assert.match(p.stdout(), /shutting down/);
   });
 });

@@ -10,7 +10,9 @@ import type { Chunk, Deployment, Outcome, PipelineContext, Usage } from '../../p
 import { SseParser } from '../sse/parse.js';
 import type { Provider } from '../types.js';
 import {
+  byteBudget,
   expectEventStream,
+  readBody,
   rejectUnlessOk,
   UpstreamClient,
   type UpstreamResponse,
@@ -82,13 +84,13 @@ export function createAnthropicProvider(
           includeUsage: ctx.clientWantsUsage,
           ...(options.now ? { now: options.now } : {}),
         });
-        const { chunks, usage } = relayStream(res, mapper, config.name);
+        const { chunks, usage } = relayStream(res, mapper, config.name, config.maxResponseBytes);
         return { kind: 'stream', status: 200, headers: {}, chunks, usage };
       }
 
       let parsed: unknown;
       try {
-        const raw = Buffer.from(await res.body.arrayBuffer());
+        const raw = await readBody(res, config.maxResponseBytes, config.name);
         parsed = JSON.parse(raw.toString('utf8'));
       } catch (err) {
         if (err instanceof SyntaxError)
@@ -122,15 +124,18 @@ function relayStream(
   res: UpstreamResponse,
   mapper: AnthropicStreamMapper,
   providerName: string,
+  maxBytes: number,
 ): { chunks: AsyncIterable<Chunk>; usage: Promise<Usage | undefined> } {
   let settle!: (u: Usage | undefined) => void;
   const usage = new Promise<Usage | undefined>((resolve) => (settle = resolve));
 
   async function* chunks(): AsyncGenerator<Chunk> {
     const parser = new SseParser();
+    const count = byteBudget(maxBytes, providerName);
     try {
       for await (const bytes of res.body as AsyncIterable<Buffer>) {
         if (mapper.finished) continue;
+        count(bytes);
         for (const ev of parser.push(bytes)) {
           for (const chunk of mapper.push(ev)) yield { data: JSON.stringify(chunk) };
           if (mapper.finished) break;

@@ -7,7 +7,7 @@ import type { ProviderConfig } from '../../config/schema.js';
 import { errors } from '../../errors.js';
 import type { Deployment, Outcome, PipelineContext } from '../../pipeline/types.js';
 import type { Provider } from '../types.js';
-import { expectEventStream, rejectUnlessOk, UpstreamClient } from '../upstream-client.js';
+import { expectEventStream, readBody, rejectUnlessOk, UpstreamClient } from '../upstream-client.js';
 import { mapUpstreamError } from './map-error.js';
 import { isUsage, relayStream } from './usage-tap.js';
 import { insertStreamUsage, spliceModel } from './body-rewrite.js';
@@ -60,18 +60,16 @@ export function createOpenAIProvider(config: ProviderConfig): Provider {
 
       if (ctx.stream) {
         await expectEventStream(res, config.name);
-        const { chunks, usage } = relayStream(res, config.name, ctx.clientWantsUsage);
+        const { chunks, usage } = relayStream(
+          res,
+          config.name,
+          ctx.clientWantsUsage,
+          config.maxResponseBytes,
+        );
         return { kind: 'stream', status: 200, headers: {}, chunks, usage };
       }
 
-      let raw: Buffer;
-      try {
-        raw = Buffer.from(await res.body.arrayBuffer());
-      } catch (err) {
-        throw res.mapError(err);
-      } finally {
-        res.done();
-      }
+      const raw = await readBody(res, config.maxResponseBytes, config.name);
       let parsed: { usage?: unknown };
       try {
         parsed = JSON.parse(raw.toString('utf8')) as { usage?: unknown };

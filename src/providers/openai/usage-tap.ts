@@ -4,7 +4,7 @@
 import { errors } from '../../errors.js';
 import type { Chunk, Usage } from '../../pipeline/types.js';
 import { SseParser } from '../sse/parse.js';
-import type { UpstreamResponse } from '../upstream-client.js';
+import { byteBudget, type UpstreamResponse } from '../upstream-client.js';
 import { mapUpstreamError } from './map-error.js';
 
 const HAS_USAGE = /"usage"\s*:\s*\{/;
@@ -13,6 +13,7 @@ export function relayStream(
   res: UpstreamResponse,
   providerName: string,
   clientWantsUsage: boolean,
+  maxBytes: number,
 ): { chunks: AsyncIterable<Chunk>; usage: Promise<Usage | undefined> } {
   let settle!: (u: Usage | undefined) => void;
   const usage = new Promise<Usage | undefined>((resolve) => (settle = resolve));
@@ -20,11 +21,13 @@ export function relayStream(
 
   async function* chunks(): AsyncGenerator<Chunk> {
     const parser = new SseParser();
+    const count = byteBudget(maxBytes, providerName);
     let done = false;
     try {
       // Read to the end even after [DONE]: leaving the body unread would cost the keep-alive socket.
       for await (const bytes of res.body as AsyncIterable<Buffer>) {
         if (done) continue;
+        count(bytes);
         for (const ev of parser.push(bytes)) {
           const data = ev.data;
           if (data === '[DONE]') {

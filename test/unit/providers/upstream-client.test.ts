@@ -25,6 +25,7 @@ describe('UpstreamClient', () => {
       headers: {},
       timeouts: { connectMs: 1000, firstByteMs: 2000, idleMs: 2000, totalMs: 5000 },
       connections: null,
+      maxResponseBytes: 1 << 20,
       apiVersion: undefined,
     };
   });

@@ -81,6 +81,7 @@ describe('createAnthropicProvider', () => {
       headers: { 'anthropic-beta': 'prompt-caching-2024-07-31' },
       timeouts: { connectMs: 1000, firstByteMs: 2000, idleMs: 2000, totalMs: 5000 },
       connections: null,
+      maxResponseBytes: 1 << 20,
       apiVersion: undefined,
     };
     provider = createAnthropicProvider(config, { now: () => NOW });
