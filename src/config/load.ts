@@ -358,6 +358,14 @@ function finish(file: FileShape, source: string, env: Env): Config {
     else server.port = port;
   }
   if (env.TOLLGATE_LOG_LEVEL) server.logLevel = env.TOLLGATE_LOG_LEVEL;
+  if (env.TOLLGATE_SHUTDOWN_DELAY_MS) {
+    const ms = Number(env.TOLLGATE_SHUTDOWN_DELAY_MS);
+    if (!Number.isInteger(ms) || ms < 0 || ms > 300_000)
+      problems.push(
+        `TOLLGATE_SHUTDOWN_DELAY_MS: not a delay in ms (0 to 300000): ${env.TOLLGATE_SHUTDOWN_DELAY_MS}`,
+      );
+    else server.shutdownDelayMs = ms;
+  }
   // Node refuses to start a server whose headers may take longer than the whole request.
   if (server.headersTimeoutMs > server.requestTimeoutMs)
     problems.push(

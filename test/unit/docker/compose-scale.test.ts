@@ -61,7 +61,9 @@ describe('docker-compose.yml, profile scale', () => {
 
     it('runs like the single tollgate: same .env, pinned settings, config mount and Redis', () => {
       assert.deepEqual(gateway.env_file, tollgate.env_file);
-      assert.deepEqual(environmentOf(gateway), environmentOf(tollgate));
+      // The same, but for the shutdown delay a load-balanced replica needs (the test below).
+      const { TOLLGATE_SHUTDOWN_DELAY_MS: _delay, ...env } = environmentOf(gateway);
+      assert.deepEqual(env, environmentOf(tollgate));
       assert.equal(environmentOf(gateway).REDIS_URL, 'redis://redis:6379');
       assert.deepEqual(mountsOf(gateway), mountsOf(tollgate));
       assert.deepEqual(gateway.depends_on, { redis: { condition: 'service_healthy' } });
@@ -87,8 +89,11 @@ describe('docker-compose.yml, profile scale', () => {
       assert.deepEqual(answers.draining, { '/readyz': 503, '/healthz': 200 });
     });
 
-    it('gets more time to stop than the gateway drains for', () => {
-      assert.ok(durationMs(gateway.stop_grace_period) > DEFAULT_SERVER.shutdownTimeoutMs);
+    it('turns unready before it stops listening, and gets more time to stop than that and the drain', () => {
+      const delayMs = Number((gateway.environment as Record<string, string>).TOLLGATE_SHUTDOWN_DELAY_MS);
+      // lb takes a replica out after `fall` failed checks `inter` apart: the delay must cover that.
+      assert.ok(delayMs >= 4_000, `shutdown delay ${delayMs} ms`);
+      assert.ok(durationMs(gateway.stop_grace_period) > delayMs + DEFAULT_SERVER.shutdownTimeoutMs);
     });
   });
 
