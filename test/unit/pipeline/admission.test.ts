@@ -89,6 +89,45 @@ async function holdOne(stage: ReturnType<typeof setup>['stage']) {
   return { release, held, ctx };
 }
 
+/**
+ * Cache and limits stages for one team with a USD budget, RPM/TPM and a concurrency cap of 1,
+ * over a counting MemoryStore: what a miss with every stage on goes through.
+ */
+function cacheAndLimits() {
+  const { store, calls } = countingStore();
+  const keys = createKeys(`tg:test:${Math.random()}:`);
+  const log = createLogSink().log;
+  const team = {
+    name: 'search',
+    keys: [{ id: 'k1', sha256: 'x', budgets: [] }],
+    budgets: [{ period: 'day', usd: 10, tokens: undefined, thresholds: [] }],
+    limits: { rpm: 100, tpm: 100_000, concurrency: 1, maxWaitMs: 0, perKey: undefined, models: {} },
+  } as unknown as TeamConfig;
+  const limits = createLimits(
+    {
+      store,
+      keys,
+      log,
+      budget: createBudgetPlanner(
+        { keys, estimate: () => ({ micros: 1_000, tokens: 50 }) },
+        { teams: [team], leaseMs: 60_000, retentionMs: DAY_MS },
+      ),
+    },
+    { teams: [team], limits: { bytesPerToken: 3, expectedCompletionTokens: 100 }, slotLeaseMs: 60_000 },
+  );
+  const cache = createCacheStage(
+    { store, keys, log, admission: limits.admitter },
+    {
+      ttlSecondsFor: () => 60,
+      maxEntryBytes: 1 << 20,
+      cacheSampled: false,
+      scopeFor: (t) => t,
+      maxTtlSeconds: 3600,
+    },
+  );
+  return { store, calls, keys, log, limits, cache };
+}
+
 describe('admission in one store call (limits stage with the budgets)', () => {
   it('asks the store once per request: buckets, slot and budget in one admit', async () => {
     const { stage, calls } = setup({ usd: 10, tokens: 1_000_000 }, { concurrency: 5 });
@@ -162,37 +201,7 @@ describe('admission in one store call (limits stage with the budgets)', () => {
   });
 
   it('gives back and stores in one settle call after the response: spend, reservation, refund, slot, cache entry', async () => {
-    const { store, calls } = countingStore();
-    const keys = createKeys(`tg:test:${Math.random()}:`);
-    const team = {
-      name: 'search',
-      keys: [{ id: 'k1', sha256: 'x', budgets: [] }],
-      budgets: [{ period: 'day', usd: 10, tokens: undefined, thresholds: [] }],
-      limits: { rpm: 100, tpm: 100_000, concurrency: 1, maxWaitMs: 0, perKey: undefined, models: {} },
-    } as unknown as TeamConfig;
-    const log = createLogSink().log;
-    const limits = createLimits(
-      {
-        store,
-        keys,
-        log,
-        budget: createBudgetPlanner(
-          { keys, estimate: () => ({ micros: 1_000, tokens: 50 }) },
-          { teams: [team], leaseMs: 60_000, retentionMs: DAY_MS },
-        ),
-      },
-      { teams: [team], limits: { bytesPerToken: 3, expectedCompletionTokens: 100 }, slotLeaseMs: 60_000 },
-    );
-    const cache = createCacheStage(
-      { store, keys, log, admission: limits.admitter },
-      {
-        ttlSecondsFor: () => 60,
-        maxEntryBytes: 1 << 20,
-        cacheSampled: false,
-        scopeFor: (t) => t,
-        maxTtlSeconds: 3600,
-      },
-    );
+    const { store, calls, keys, log, limits, cache } = cacheAndLimits();
     const spend = new SpendWriter({ store, keys, log }, { retentionMs: DAY_MS, flushMs: 0 });
     const accounting = createAccountingStage(
       {
@@ -257,36 +266,7 @@ describe('admission in one store call (limits stage with the budgets)', () => {
   describe('started by the cache stage with its read', () => {
     /** cache -> limits -> an upstream that answers a complete, cacheable completion. */
     function composed() {
-      const { store, calls } = countingStore();
-      const keys = createKeys(`tg:test:${Math.random()}:`);
-      const team = {
-        name: 'search',
-        keys: [{ id: 'k1', sha256: 'x', budgets: [] }],
-        budgets: [{ period: 'day', usd: 10, tokens: undefined, thresholds: [] }],
-        limits: { rpm: 100, tpm: 100_000, concurrency: 1, maxWaitMs: 0, perKey: undefined, models: {} },
-      } as unknown as TeamConfig;
-      const limits = createLimits(
-        {
-          store,
-          keys,
-          log: createLogSink().log,
-          budget: createBudgetPlanner(
-            { keys, estimate: () => ({ micros: 1_000, tokens: 50 }) },
-            { teams: [team], leaseMs: 60_000, retentionMs: DAY_MS },
-          ),
-        },
-        { teams: [team], limits: { bytesPerToken: 3, expectedCompletionTokens: 100 }, slotLeaseMs: 60_000 },
-      );
-      const cache = createCacheStage(
-        { store, keys, log: createLogSink().log, admission: limits.admitter },
-        {
-          ttlSecondsFor: () => 60,
-          maxEntryBytes: 1 << 20,
-          cacheSampled: false,
-          scopeFor: (t) => t,
-          maxTtlSeconds: 3600,
-        },
-      );
+      const { store, calls, keys, limits, cache } = cacheAndLimits();
       let upstream = 0;
       const completion = {
         id: 'c',
