@@ -41,6 +41,7 @@ describe('upstream faults', () => {
         // One model per test below: a deployment that failed cools down, and tests must not inherit it.
         'big-json': { deployments: [{ provider: 'a' }] },
         'big-stream': { deployments: [{ provider: 'a' }] },
+        trickle: { deployments: [{ provider: 'a' }] },
       },
       cache: { ttlSeconds: 60 },
       routing: { retry: { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 20, maxRetryAfterMs: 100 } },
@@ -74,6 +75,15 @@ describe('upstream faults', () => {
     assert.equal(res.status, 504);
     const body = (await res.json()) as { error: { code: string } };
     assert.equal(body.error.code, 'upstream_timeout');
+  });
+
+  it('keeps a trickle of one chunk a second going: the idle timeout (2 s) is per gap, not per stream', async () => {
+    a.script({ kind: 'stream', chunks: 3, chunkDelayMs: 1000 });
+    const started = Date.now();
+    const res = await post('trickle', { stream: true });
+    const events = await readSse(res.body!);
+    assert.equal(events.at(-1)?.data, '[DONE]');
+    assert.ok(Date.now() - started > 2500, 'the whole stream outlasted the idle timeout');
   });
 
   it('ignores invalid SSE lines, relays an unreadable event without failing, and caches nothing of it', async () => {
