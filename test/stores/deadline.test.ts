@@ -2,6 +2,7 @@
 // from Redis, not after `ms` of waiting. Driven by a fake "last reply" clock, so the rule is
 // tested without Redis's own timing.
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withDeadline } from '../../src/stores/resilient-store.js';
@@ -45,6 +46,26 @@ describe('withDeadline', () => {
     const took = performance.now() - t0;
     // The last reply at 120-150 ms, then 100 ms of silence.
     assert.ok(took >= 200 && took < 600, `failed after ${Math.round(took)} ms`);
+  });
+
+  it('waits when the poll phase after its timer reads a reply to an earlier call', async () => {
+    // A reply lands in the socket in the same turn as the deadline's timer: the timer sees 100 ms
+    // of silence, the poll phase before the verdict reads the reply (Redis answers in order, this
+    // call's turn is coming), and the verdict must then wait again. A gateway busy with a burst
+    // spends long turns like this one.
+    let lastReply = performance.now() - 10_000;
+    const server = net.createServer((socket) => socket.on('data', () => (lastReply = performance.now())));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    await new Promise((resolve) => client.once('connect', resolve));
+    try {
+      // Set before the call's own 100 ms timer, so it fires first in the same timers phase.
+      setTimeout(() => client.write('+OK\r\n'), 100);
+      assert.equal(await withDeadline(after(180, 'answered'), 100, () => lastReply), 'answered');
+    } finally {
+      client.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('never waits past the backstop, however lively the connection', async () => {
