@@ -17,17 +17,29 @@ export interface SpawnedCli {
   listening(timeoutMs?: number): Promise<string>;
 }
 
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): SpawnedCli {
-  const child = spawn(process.execPath, ['--import', TSX, CLI, ...args], {
+export interface SpawnOptions {
+  /** Node flags and preloads (after tsx's, so a preload may be TypeScript): `--expose-gc`, `--import FILE`. */
+  nodeArgs?: string[];
+  /** Opens an IPC channel to the child (child.send / 'message'), for a preloaded probe. */
+  ipc?: boolean;
+}
+
+export function spawnCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  options: SpawnOptions = {},
+): SpawnedCli {
+  const child = spawn(process.execPath, ['--import', TSX, ...(options.nodeArgs ?? []), CLI, ...args], {
     // An empty working directory: no config/tollgate.yaml or .env of the developer's leaks in.
     cwd: mkdtempSync(path.join(tmpdir(), 'tollgate-cwd-')),
     env: { PATH: process.env.PATH, HOME: process.env.HOME, TOLLGATE_LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  // Both are pipes whichever stdio was chosen.
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
