@@ -178,3 +178,36 @@ export function runMain(main) {
     },
   );
 }
+
+/**
+ * The bench's tollgate config as YAML, every stage on: a Redis store (`closed`: a Redis failure
+ * shows as 503s, counted as errors; keys under `redis.prefix`), the cache, RPM/TPM per team, per
+ * key and per team+model, a concurrency cap, USD and token budgets, all far above the load.
+ * `connections`: the upstream pool, one connection per stream in flight.
+ */
+export function everyStageConfigYaml({ fakeOrigin, keyHash, redis, team, connections, shutdownTimeoutMs }) {
+  const huge = 'rpm: 100000000, tpm: 1000000000000';
+  const yaml = [
+    `server: { logLevel: info, shutdownTimeoutMs: ${shutdownTimeoutMs} }`,
+    'store:',
+    '  type: redis',
+    `  redis: { url: '${redis.url}', keyPrefix: '${redis.prefix}', onUnavailable: closed }`,
+    'cache: { enabled: true, ttlSeconds: 300 }',
+    'providers:',
+    `  fake: { type: openai, baseUrl: ${fakeOrigin}/v1, connections: ${connections} }`,
+    'models:',
+    '  gpt-4o-mini: { deployments: [{ provider: fake }] }',
+    'teams:',
+    `  - name: ${team}`,
+    `    keys: [{ id: k_${team}, sha256: ${keyHash} }]`,
+    "    models: ['*']",
+    '    limits:',
+    '      rpm: 100000000',
+    '      tpm: 1000000000000',
+    '      concurrency: 1000000',
+    `      perKey: { ${huge} }`,
+    `      models: { gpt-4o-mini: { ${huge} } }`,
+    '    budgets: [{ period: day, usd: 1000000 }, { period: month, tokens: 1000000000000 }]',
+  ];
+  return `${yaml.join('\n')}\n`;
+}

@@ -35,7 +35,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { chatBody, nonNegativeInt, positiveInt, streamBody } from './lib.mjs';
+import { chatBody, everyStageConfigYaml, nonNegativeInt, positiveInt, streamBody } from './lib.mjs';
 import { connectRedis, dropPrefixAndClose, STATE_TARGETS } from './state.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -521,30 +521,10 @@ function writeTollgateConfig(name, fakeOrigin, keyHash, redis) {
   const path = join(tmp, `tollgate.${name}.yaml`);
   // The pool holds one connection per stream: at 256 the streams would queue upstream.
   const connections = Math.max(256, opts.streams + 16);
-  const huge = 'rpm: 100000000, tpm: 1000000000000';
-  const yaml = [
-    'server: { logLevel: info, shutdownTimeoutMs: 2000 }',
-    'store:',
-    '  type: redis',
-    `  redis: { url: '${redis.url}', keyPrefix: '${redis.prefix}', onUnavailable: closed }`,
-    'cache: { enabled: true, ttlSeconds: 300 }',
-    'providers:',
-    `  fake: { type: openai, baseUrl: ${fakeOrigin}/v1, connections: ${connections} }`,
-    'models:',
-    '  gpt-4o-mini: { deployments: [{ provider: fake }] }',
-    'teams:',
-    '  - name: bench',
-    `    keys: [{ id: k_bench, sha256: ${keyHash} }]`,
-    "    models: ['*']",
-    '    limits:',
-    '      rpm: 100000000',
-    '      tpm: 1000000000000',
-    '      concurrency: 1000000',
-    `      perKey: { ${huge} }`,
-    `      models: { gpt-4o-mini: { ${huge} } }`,
-    '    budgets: [{ period: day, usd: 1000000 }, { period: month, tokens: 1000000000000 }]',
-  ];
-  writeFileSync(path, `${yaml.join('\n')}\n`);
+  writeFileSync(
+    path,
+    everyStageConfigYaml({ fakeOrigin, keyHash, redis, team: 'bench', connections, shutdownTimeoutMs: 2000 }),
+  );
   return path;
 }
 

@@ -26,7 +26,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { cacheableChatBody, nonNegativeInt, positiveInt, ratePool, streamBody, summarize } from './lib.mjs';
+import {
+  cacheableChatBody,
+  everyStageConfigYaml,
+  nonNegativeInt,
+  positiveInt,
+  ratePool,
+  streamBody,
+  summarize,
+} from './lib.mjs';
 import { connectRedis, dropPrefixAndClose } from './state.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -219,36 +227,17 @@ async function startFake() {
   return { child, origin };
 }
 
-/**
- * The bench's tollgate config (bench/run.mjs, writeTollgateConfig), every stage on: Redis store
- * (`closed`: a Redis failure shows as 503s, counted as errors), the cache, RPM/TPM per team, per
- * key and per team+model, a concurrency cap, USD and token budgets, all far above the load.
- */
+/** The bench's tollgate config (lib.mjs), every stage on, for the soak's team. */
 function writeTollgateConfig(path, fakeOrigin, keyHash, redis) {
-  const huge = 'rpm: 100000000, tpm: 1000000000000';
-  const yaml = [
-    'server: { logLevel: info, shutdownTimeoutMs: 5000 }',
-    'store:',
-    '  type: redis',
-    `  redis: { url: '${redis.url}', keyPrefix: '${redis.prefix}', onUnavailable: closed }`,
-    'cache: { enabled: true, ttlSeconds: 300 }',
-    'providers:',
-    `  fake: { type: openai, baseUrl: ${fakeOrigin}/v1, connections: ${opts.connections + 16} }`,
-    'models:',
-    '  gpt-4o-mini: { deployments: [{ provider: fake }] }',
-    'teams:',
-    '  - name: soak',
-    `    keys: [{ id: k_soak, sha256: ${keyHash} }]`,
-    "    models: ['*']",
-    '    limits:',
-    '      rpm: 100000000',
-    '      tpm: 1000000000000',
-    '      concurrency: 1000000',
-    `      perKey: { ${huge} }`,
-    `      models: { gpt-4o-mini: { ${huge} } }`,
-    '    budgets: [{ period: day, usd: 1000000 }, { period: month, tokens: 1000000000000 }]',
-  ];
-  writeFileSync(path, `${yaml.join('\n')}\n`);
+  const yaml = everyStageConfigYaml({
+    fakeOrigin,
+    keyHash,
+    redis,
+    team: 'soak',
+    connections: opts.connections + 16,
+    shutdownTimeoutMs: 5000,
+  });
+  writeFileSync(path, yaml);
 }
 
 async function startGateway(configPath, logPath) {
