@@ -213,15 +213,9 @@ export function responseTooLarge(providerName: string, limit: number): UpstreamE
  * Finishes the response either way.
  */
 export async function readBody(res: UpstreamResponse, limit: number, providerName: string): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let size = 0;
   try {
     if (Number(res.headers['content-length']) > limit) throw responseTooLarge(providerName, limit);
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > limit) throw responseTooLarge(providerName, limit);
-      parts.push(chunk);
-    }
+    return await collect(res.body, limit, providerName);
   } catch (err) {
     // Abandoned: the socket goes (undici then reports an AbortError, nobody's business now).
     res.body.on('error', () => {});
@@ -230,7 +224,39 @@ export async function readBody(res: UpstreamResponse, limit: number, providerNam
   } finally {
     res.done();
   }
-  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+}
+
+/** The body's bytes, by 'data' events (an async iterator costs a promise per chunk). */
+function collect(body: UpstreamResponse['body'], limit: number, providerName: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        reject(responseTooLarge(providerName, limit));
+        return;
+      }
+      parts.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(err);
+    };
+    const cleanup = (): void => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+    };
+    body.on('data', onData);
+    body.on('end', onEnd);
+    body.on('error', onError);
+  });
 }
 
 /** Counts a stream's bytes against `limit`; throws responseTooLarge past it. */
