@@ -26,8 +26,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { clearInterval, clearTimeout, setInterval, setTimeout } from 'node:timers';
@@ -36,11 +35,21 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { chatBody, everyStageConfigYaml, nonNegativeInt, positiveInt, streamBody } from './lib.mjs';
+import {
+  coreTicks,
+  countLines,
+  freePort,
+  HOST,
+  machine,
+  startFake as startFakeUpstream,
+  stderrTail,
+  stopChild,
+  waitHttpOk,
+} from './procs.mjs';
 import { connectRedis, dropPrefixAndClose, STATE_TARGETS } from './state.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BENCH = join(ROOT, 'bench');
-const HOST = '127.0.0.1';
 const ALL_TARGETS = ['fake', 'bare', 'portkey', 'tollgate'];
 // The state suite's targets (bench/state.mjs): tollgate configurations.
 const SUITES = ['default', 'state'];
@@ -203,21 +212,6 @@ function parseOptions() {
   };
 }
 
-function machine() {
-  const read = (f) => (existsSync(f) ? readFileSync(f, 'utf8') : '');
-  const cpuinfo = read('/proc/cpuinfo');
-  const memKB = Number(/^MemTotal:\s+(\d+)/m.exec(read('/proc/meminfo'))?.[1] ?? 0);
-  const nproc = Number(spawnSync('nproc', { encoding: 'utf8' }).stdout?.trim());
-  return {
-    nproc: nproc || cpus().length,
-    cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown',
-    memGB: round(memKB / 1024 / 1024),
-    node: process.version,
-    kernel: spawnSync('uname', ['-sr'], { encoding: 'utf8' }).stdout?.trim(),
-    vm: /^flags\s*:.*\bhypervisor\b/m.test(cpuinfo),
-  };
-}
-
 function preflight(m) {
   for (const f of ['dist/cli.js', 'dist/fake-upstream/main.js']) {
     if (!existsSync(join(ROOT, f)))
@@ -243,18 +237,6 @@ function track(child) {
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
-}
-
-function stopChild(child, graceMs = 5000) {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((done) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      done();
-    });
-    child.kill('SIGTERM');
-  });
 }
 
 function killAllNow() {
@@ -301,43 +283,6 @@ function pinProcess(pid, cpu) {
 /** { url: 'x', rate: 5 } -> ['--url', 'x', '--rate', '5'] */
 function flags(o) {
   return Object.entries(o).flatMap(([k, v]) => [`--${k}`, String(v)]);
-}
-
-function stderrTail(child, max = 4000) {
-  let tail = '';
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (s) => {
-    tail = (tail + s).slice(-max);
-  });
-  return () => tail;
-}
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, HOST, () => {
-      const { port } = srv.address();
-      srv.close(() => ok(port));
-    });
-  });
-}
-
-/** Polls url until it answers 200, at most timeoutMs. */
-async function waitHttpOk(url, timeoutMs, name, child) {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (child.exitCode !== null) throw new Error(`${name} exited (${child.exitCode}) before it was ready`);
-    try {
-      const res = await request(url, { headersTimeout: 1000, bodyTimeout: 1000 });
-      await res.body.dump();
-      if (res.statusCode === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(100);
-  }
-  throw new Error(`${name}: ${url} did not answer 200 within ${timeoutMs} ms`);
 }
 
 /**
@@ -411,19 +356,6 @@ function procTicks(pid) {
   }
 }
 
-/** Per-core busy / total / steal ticks from /proc/stat. */
-function coreTicks() {
-  const out = {};
-  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
-    const m = /^cpu(\d+)\s+(.+)$/.exec(line);
-    if (!m) continue;
-    const v = m[2].trim().split(/\s+/).map(Number);
-    const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
-    out[m[1]] = { busy: total - v[3] - v[4], total, steal: v[7] ?? 0 };
-  }
-  return out;
-}
-
 function coreDelta(a, b, c) {
   const x = a[c];
   const y = b[c];
@@ -493,34 +425,6 @@ async function waitQuiet() {
 
 // ----------------------------------------------------------------------------------------------
 // the processes under test
-
-async function startFake() {
-  const port = await freePort();
-  const args = flags({ port, host: HOST, 'latency-ms': 0, chunks: 5, 'chunk-delay-ms': 0 });
-  const child = spawnNode(opts.loadCpu, [join(ROOT, 'dist/fake-upstream/main.js'), ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const tail = stderrTail(child);
-  const origin = await new Promise((ok, fail) => {
-    let buf = '';
-    const timer = setTimeout(() => fail(new Error(`fake upstream not ready in 15 s\n${tail()}`)), 15_000);
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (s) => {
-      buf += s;
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(buf);
-      if (m) {
-        clearTimeout(timer);
-        ok(m[1]);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      fail(new Error(`fake upstream exited (${code})\n${tail()}`));
-    });
-  });
-  return { child, origin, pid: child.pid };
-}
 
 /**
  * tollgate with every stage on: team key auth, the cache (every request a miss: the bodies are
@@ -661,14 +565,6 @@ async function smoke(origin, key, extra = {}) {
   if (stream.status !== 200 || !stream.text.trimEnd().endsWith('data: [DONE]')) {
     throw new Error(`smoke: stream answered ${stream.status}: ${stream.text.slice(0, 300)}`);
   }
-}
-
-function countLines(path) {
-  if (!path || !existsSync(path)) return null;
-  const buf = readFileSync(path);
-  let n = 0;
-  for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) n++;
-  return n;
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -1310,7 +1206,7 @@ async function main() {
   // tollgate's limits, budgets, cache and spend live in this Redis, under a prefix of the run's own.
   const redis = opts.targets.includes('tollgate') ? await connectRedis(opts.redisUrl) : undefined;
   const prefix = `tg:bench:${randomBytes(6).toString('hex')}:`;
-  const fake = await startFake();
+  const fake = await startFakeUpstream(spawnNode, opts.loadCpu, ROOT);
   const ctx = {
     fake,
     key,

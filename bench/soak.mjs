@@ -17,11 +17,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { clearTimeout, setTimeout } from 'node:timers';
+import { setTimeout } from 'node:timers';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -35,10 +33,20 @@ import {
   streamBody,
   summarize,
 } from './lib.mjs';
+import {
+  coreTicks,
+  countLines,
+  freePort,
+  HOST,
+  machine,
+  startFake as startFakeUpstream,
+  stderrTail,
+  stopChild,
+  waitHttpOk,
+} from './procs.mjs';
 import { connectRedis, dropPrefixAndClose } from './state.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const HOST = '127.0.0.1';
 /** The repeated bodies (cache hits after their first request), per kind. */
 const HOT_BODIES = 16;
 
@@ -151,80 +159,6 @@ function spawnNode(cpu, args, options) {
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
-}
-
-function stopChild(child, graceMs = 8000) {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((done) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      done();
-    });
-    child.kill('SIGTERM');
-  });
-}
-
-function stderrTail(child, max = 4000) {
-  let tail = '';
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (s) => (tail = (tail + s).slice(-max)));
-  return () => tail;
-}
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, HOST, () => {
-      const { port } = srv.address();
-      srv.close(() => ok(port));
-    });
-  });
-}
-
-async function waitHttpOk(url, timeoutMs, name, child) {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (child.exitCode !== null) throw new Error(`${name} exited (${child.exitCode}) before it was ready`);
-    try {
-      const res = await request(url, { headersTimeout: 1000, bodyTimeout: 1000 });
-      await res.body.dump();
-      if (res.statusCode === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(100);
-  }
-  throw new Error(`${name}: ${url} did not answer 200 within ${timeoutMs} ms`);
-}
-
-async function startFake() {
-  const port = await freePort();
-  const args = ['--port', port, '--host', HOST, '--latency-ms', 0, '--chunks', 5, '--chunk-delay-ms', 0];
-  const child = spawnNode(opts.loadCpu, [join(ROOT, 'dist/fake-upstream/main.js'), ...args.map(String)], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const tail = stderrTail(child);
-  const origin = await new Promise((ok, fail) => {
-    let buf = '';
-    const timer = setTimeout(() => fail(new Error(`fake upstream not ready in 15 s\n${tail()}`)), 15_000);
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (s) => {
-      buf += s;
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(buf);
-      if (m) {
-        clearTimeout(timer);
-        ok(m[1]);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      fail(new Error(`fake upstream exited (${code})\n${tail()}`));
-    });
-  });
-  return { child, origin };
 }
 
 /** The bench's tollgate config (lib.mjs), every stage on, for the soak's team. */
@@ -471,23 +405,6 @@ async function scrape(origin) {
   }
 }
 
-/** Per-core busy and total ticks from /proc/stat. */
-function coreTicks() {
-  const out = {};
-  try {
-    for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
-      const m = /^cpu(\d+)\s+(.+)$/.exec(line);
-      if (!m) continue;
-      const v = m[2].trim().split(/\s+/).map(Number);
-      const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
-      out[m[1]] = { busy: total - v[3] - v[4], total };
-    }
-  } catch {
-    // no /proc/stat: no contention figures
-  }
-  return out;
-}
-
 function busyPct(a, b, core) {
   const x = a[core];
   const y = b[core];
@@ -606,28 +523,6 @@ function log(line = '') {
   process.stdout.write(`${line}\n`);
 }
 
-function machine() {
-  const read = (f) => (existsSync(f) ? readFileSync(f, 'utf8') : '');
-  const cpuinfo = read('/proc/cpuinfo');
-  const memKB = Number(/^MemTotal:\s+(\d+)/m.exec(read('/proc/meminfo'))?.[1] ?? 0);
-  return {
-    nproc: Number(spawnSync('nproc', { encoding: 'utf8' }).stdout?.trim()) || cpus().length,
-    cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown',
-    memGB: Math.round((memKB / 1024 / 1024) * 10) / 10,
-    node: process.version,
-    kernel: spawnSync('uname', ['-sr'], { encoding: 'utf8' }).stdout?.trim(),
-    vm: /^flags\s*:.*\bhypervisor\b/m.test(cpuinfo),
-  };
-}
-
-function countLines(path) {
-  if (!existsSync(path)) return null;
-  const buf = readFileSync(path);
-  let n = 0;
-  for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) n++;
-  return n;
-}
-
 function report(doc) {
   const { stats, memory, checks } = doc;
   const errorCount = Object.values(stats.errors).reduce((a, b) => a + b, 0);
@@ -738,7 +633,7 @@ async function main() {
   let cpu0;
   let cpu1;
   try {
-    fake = await startFake();
+    fake = await startFakeUpstream(spawnNode, opts.loadCpu, ROOT);
     const configPath = join(runDir, 'tollgate.yaml');
     writeTollgateConfig(configPath, fake.origin, createHash('sha256').update(key).digest('hex'), {
       url: opts.redisUrl,
@@ -759,10 +654,10 @@ async function main() {
     await sampler.stop();
     if (gw.child.exitCode !== null)
       throw new Error(`the gateway exited (${gw.child.exitCode}) during the soak\n${gw.tail()}`);
-    await stopChild(gw.child);
+    await stopChild(gw.child, 8000);
     logLines = countLines(logPath);
   } finally {
-    if (gw) await stopChild(gw.child);
+    if (gw) await stopChild(gw.child, 8000);
     if (fake) await stopChild(fake.child);
     await dropPrefixAndClose(redis, prefix, (line) => log(line.trim()));
   }
