@@ -1,6 +1,6 @@
 // Process and machine helpers shared by the bench's orchestrators (run.mjs, soak.mjs): ports,
 // readiness, child processes, the fake upstream, /proc readings. Linux only, as the bench is.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus } from 'node:os';
@@ -135,4 +135,40 @@ export function coreTicks() {
     // no /proc/stat: no contention figures
   }
   return out;
+}
+
+/**
+ * Child processes that die with the orchestrator, however it ends (exit, SIGINT, SIGTERM):
+ * `spawnNode` starts node (under `taskset -c CPU` when `pin`; taskset execs node, so the pid is
+ * node's own) and tracks it; `killAll` kills every tracked child, then runs `cleanup`.
+ */
+export function childProcesses(what, cleanup = () => {}) {
+  const children = new Set();
+  const killAll = () => {
+    for (const c of children) {
+      try {
+        c.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    cleanup();
+  };
+  process.on('exit', killAll);
+  for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.once(sig, () => {
+      process.stderr.write(`\n${sig}: stopping ${what} and its processes\n`);
+      killAll();
+      process.exit(130);
+    });
+  }
+  const spawnNode = (pin, cpu, args, options) => {
+    const child = pin
+      ? spawn('taskset', ['-c', String(cpu), process.execPath, ...args], options)
+      : spawn(process.execPath, args, options);
+    children.add(child);
+    child.once('exit', () => children.delete(child));
+    return child;
+  };
+  return { spawnNode, killAll };
 }

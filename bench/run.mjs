@@ -14,7 +14,7 @@
 //
 // `--suite state` runs another suite in the same harness instead: the cache and the limits on the
 // memory and Redis stores (bench/state.mjs), four tollgate configurations against each other.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -36,6 +36,7 @@ import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { chatBody, everyStageConfigYaml, nonNegativeInt, positiveInt, streamBody } from './lib.mjs';
 import {
+  childProcesses,
   coreTicks,
   countLines,
   freePort,
@@ -125,7 +126,6 @@ const opts = (() => {
     process.exit(2);
   }
 })();
-const children = new Set();
 let tmp;
 
 // ----------------------------------------------------------------------------------------------
@@ -233,38 +233,12 @@ function preflight(m) {
 // ----------------------------------------------------------------------------------------------
 // processes: every child is tracked and killed on any way out
 
-function track(child) {
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-
-function killAllNow() {
-  for (const c of children) {
-    try {
-      c.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+const children = childProcesses('the bench', () => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
-}
+});
 
-process.on('exit', killAllNow);
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.once(sig, () => {
-    process.stderr.write(`\n${sig}: stopping the bench and its processes\n`);
-    killAllNow();
-    process.exit(130);
-  });
-}
-
-/** `taskset -c CPU node ...`; taskset execs node, so the child's pid is node's own. */
 function spawnNode(cpu, args, options) {
-  const child = opts.pin
-    ? spawn('taskset', ['-c', String(cpu), process.execPath, ...args], options)
-    : spawn(process.execPath, args, options);
-  return track(child);
+  return children.spawnNode(opts.pin, cpu, args, options);
 }
 
 /**
@@ -1308,6 +1282,6 @@ async function main() {
 
 main().catch((err) => {
   process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
-  killAllNow();
+  children.killAll();
   process.exit(2);
 });

@@ -14,7 +14,7 @@
 // Exit 0: no error and both slopes (RSS, heap) within --max-slope; 1: otherwise; 2: the soak
 // itself failed. Pinning as in bench/run.mjs: the gateway on --target-cpu, this process (the load
 // generator and the sampler) and the fake upstream on --load-cpu.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -34,6 +34,7 @@ import {
   summarize,
 } from './lib.mjs';
 import {
+  childProcesses,
   coreTicks,
   countLines,
   freePort,
@@ -132,33 +133,10 @@ function parseOptions() {
 // ----------------------------------------------------------------------------------------------
 // processes (as bench/run.mjs: every child killed on any way out)
 
-const children = new Set();
-
-function killAllNow() {
-  for (const c of children) {
-    try {
-      c.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-}
-process.on('exit', killAllNow);
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.once(sig, () => {
-    process.stderr.write(`\n${sig}: stopping the soak and its processes\n`);
-    killAllNow();
-    process.exit(130);
-  });
-}
+const children = childProcesses('the soak');
 
 function spawnNode(cpu, args, options) {
-  const child = opts.pin
-    ? spawn('taskset', ['-c', String(cpu), process.execPath, ...args], options)
-    : spawn(process.execPath, args, options);
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
+  return children.spawnNode(opts.pin, cpu, args, options);
 }
 
 /** The bench's tollgate config (lib.mjs), every stage on, for the soak's team. */
@@ -717,6 +695,6 @@ async function main() {
 
 main().catch((err) => {
   process.stderr.write(`soak failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  killAllNow();
+  children.killAll();
   process.exit(2);
 });
