@@ -119,7 +119,7 @@ export function createAccountingStage(deps: AccountingDeps, options: AccountingO
       saved_micros: savedMicros,
       estimated,
     });
-    // The limits stage's after-response work, when it left it for this call (limits.ts).
+    // What the limits and cache stages left for this request's settle call (settle-also.ts).
     const also = takeSettleAlso(ctx);
     spend.add(
       r.team,
