@@ -159,7 +159,9 @@ export interface Store {
    * still do) and adds every increment. Returns each counter's value after its increment.
    * Counter hashes live at least `ttlMs` after their last change. `also`: a finished request's
    * token reconciliation and slot release, done in the same call (the same team's keys), as
-   * adjust() and release() would.
+   * adjust() and release() would. A store may join the settle calls on one lease set made in
+   * the same turn of the event loop into one atomic step (RedisStore does): each call then gets
+   * its counters' values after the joint step.
    */
   settle(
     leaseKey: string,

@@ -150,6 +150,30 @@ describe('RedisStore on Redis', () => {
     monitor.disconnect();
     assert.deepEqual(seen, ['evalsha', 'evalsha', 'evalsha', 'zrem', 'set', 'get']);
   });
+
+  it("joins a team's settles of one turn into one script call, each team its own", async () => {
+    const teams = [`redis-${++n}`, `redis-${++n}`];
+    const settle = (team: string, i: number) =>
+      store.settle(keys.teamBudgetLeases(team), [`l${i}`], [{ key: keys.teamSpend(team, 'd:x'), field: 'usd', by: i }], 60_000, {
+        release: { key: keys.teamConcurrency(team), id: `s${i}` },
+      });
+    await settle(teams[0]!, 0); // warm-up: the first call of a script may be an EVAL
+    const monitor = await admin.monitor();
+    const seen: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (source !== 'lua' && teams.some((t) => args.some((a) => a.includes(t)))) seen.push(args[0]!.toLowerCase());
+    });
+    await sleep(20);
+    const totals = await Promise.all([...Array.from({ length: 10 }, (_, i) => settle(teams[i % 2]!, i + 1))]);
+    // Later turns: calls of their own.
+    await settle(teams[0]!, 20);
+    await settle(teams[0]!, 30);
+    await sleep(50);
+    monitor.disconnect();
+    assert.deepEqual(seen, ['evalsha', 'evalsha', 'evalsha', 'evalsha']);
+    // Team 0 got 0 + 1 + 3 + 5 + 7 + 9, team 1 2 + 4 + 6 + 8 + 10, in one step each.
+    assert.deepEqual(totals.map((t) => t[0]), [25, 30, 25, 30, 25, 30, 25, 30, 25, 30]);
+  });
 });
 
 describe('createRedisClient', () => {

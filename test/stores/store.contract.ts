@@ -557,6 +557,73 @@ export function runStoreContract(
         assert.equal(next.admitted, true);
       });
 
+      it('settles of many requests finished in one turn: each applied, as if one after another', async () => {
+        // RedisStore joins a team's settles of one turn into one script; nothing may be lost.
+        const tm = team();
+        const other = team();
+        const day = subject.keys.teamSpend(tm, 'd:x');
+        const perKey = subject.keys.teamSpend(tm, 'd:key');
+        const tpm: Bucket = { key: subject.keys.teamBucket(tm, 'tpm'), capacity: 10_000, refillPerSecond: 0 };
+        const slotKey = subject.keys.teamConcurrency(tm);
+        const ids = Array.from({ length: 12 }, (_, i) => `req-${i}`);
+        for (const id of ids) {
+          const admitted = await store.admit({
+            takes: [{ bucket: tpm, cost: 500 }],
+            slot: { key: slotKey, id, limit: ids.length, leaseMs: 60_000 },
+            budget: { lease: lease(tm, id), checks: [check(day, 1_000_000, 100)], ttlMs: HOUR },
+          });
+          assert.equal(admitted.admitted, true);
+        }
+        const settled = await Promise.all([
+          ...ids.map((id, i) =>
+            store.settle(
+              lease(tm, id).key,
+              [id],
+              [
+                { key: day, field: 'usd', by: 10 + i },
+                { key: perKey, field: `usd:k${i % 3}`, by: 1 },
+              ],
+              HOUR,
+              {
+                adjust: [{ bucket: tpm, cost: -100 - i }],
+                release: { key: slotKey, id },
+                cache: {
+                  key: subject.keys.cacheEntry('t', `joint-${tm}-${i}`),
+                  value: Buffer.from(`answer ${i}`),
+                  ttlMs: 60_000,
+                },
+              },
+            ),
+          ),
+          // Another team's settle and a plain one (no reservation, nothing else) in the same turn.
+          store.settle(subject.keys.teamBudgetLeases(other), [], [{ key: subject.keys.teamSpend(other, 'd:x'), field: 'usd', by: 5 }], HOUR),
+          store.settle(subject.keys.teamBudgetLeases(tm), [], [{ key: day, field: 'tokens', by: 7 }], HOUR),
+        ]);
+        const spent = ids.reduce((sum, _, i) => sum + 10 + i, 0);
+        assert.deepEqual(await store.readCounters([day, perKey, subject.keys.teamSpend(other, 'd:x')]), [
+          { usd: spent, 'usd:reserved': 0, tokens: 7 },
+          { 'usd:k0': 4, 'usd:k1': 4, 'usd:k2': 4 },
+          { usd: 5 },
+        ]);
+        // Each call's totals are its counters' values after the (joint) step, never below its own.
+        for (const [i, totals] of settled.slice(0, ids.length).entries()) {
+          assert.equal(totals.length, 2);
+          assert.ok(totals[0]! >= 10 + i && totals[0]! <= spent, `call ${i}: ${totals[0]}`);
+          assert.ok(totals[1]! >= 1 && totals[1]! <= 4);
+        }
+        assert.deepEqual(settled[ids.length], [5]);
+        // 12 x 500 taken, 12 x 100 + (0 + ... + 11) given back.
+        const back = ids.reduce((sum, _, i) => sum + 100 + i, 0);
+        assert.equal((await store.adjust([{ bucket: tpm, cost: 0 }]))[0]!.remaining, 10_000 - 6_000 + back);
+        for (const [i] of ids.entries())
+          assert.equal((await store.cacheGet(subject.keys.cacheEntry('t', `joint-${tm}-${i}`)))?.toString(), `answer ${i}`);
+        // Every slot is free again: a full set of new holders fits.
+        for (const id of ids) {
+          const next = await store.admit({ takes: [], slot: { key: slotKey, id: `${id}-again`, limit: ids.length, leaseMs: 60_000 }, budget: undefined });
+          assert.equal(next.admitted, true, id);
+        }
+      });
+
       it('settling a reservation twice releases it once', async () => {
         const tm = team();
         const day = subject.keys.teamSpend(tm, 'd:x');
