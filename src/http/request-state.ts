@@ -1,6 +1,7 @@
 // What the gateway learns about one request as it passes through, for its single log line.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { LogLine } from '../log.js';
 import type { Principal } from '../teams/registry.js';
 import type { Usage } from '../pipeline/types.js';
 import type { LimitKind, Metrics } from '../metrics/metrics.js';
@@ -111,32 +112,32 @@ export function logRequest(log: Logger, request: FastifyRequest, reply: FastifyR
   const res = reply.raw;
   const aborted = !res.writableFinished;
   const usage = s.usage;
-  log.info(
-    {
-      reqId: request.id,
-      method: request.method,
-      path: request.routeOptions.url ?? request.url.slice(0, 200),
-      team: s.principal?.team.name,
-      keyId: s.principal?.keyId,
-      model: s.model,
-      deployment: s.deployment,
-      stream: s.stream,
-      status: res.statusCode,
-      latency_ms: round(performance.now() - s.startedAt),
-      ttft_ms: s.ttftMs === undefined ? undefined : round(s.ttftMs),
-      attempts: s.attempts || undefined,
-      // Flat, not a nested `usage` object: pino serialises a nested object with a generic
-      // stringify, numbers it writes directly (a nested object was 1.5% of a cache hit's CPU).
-      prompt_tokens: usage?.prompt_tokens,
-      completion_tokens: usage ? (usage.completion_tokens ?? 0) : undefined,
-      total_tokens: usage?.total_tokens,
-      cached_tokens: usage ? (usage.prompt_tokens_details?.cached_tokens ?? 0) : undefined,
-      reasoning_tokens: usage ? (usage.completion_tokens_details?.reasoning_tokens ?? 0) : undefined,
-      ...s.logFields,
-      error: s.errorCode,
-      aborted: aborted || undefined,
-      prompt: s.prompt,
-    },
-    'request',
-  );
+  // Built by hand (log.ts LogLine): the same line pino would write for these fields, cheaper.
+  const line = new LogLine()
+    .str('reqId', request.id)
+    .str('method', request.method)
+    .str('path', request.routeOptions.url ?? request.url.slice(0, 200))
+    .str('team', s.principal?.team.name)
+    .str('keyId', s.principal?.keyId)
+    .str('model', s.model)
+    .str('deployment', s.deployment)
+    .bool('stream', s.stream)
+    .num('status', res.statusCode)
+    .num('latency_ms', round(performance.now() - s.startedAt))
+    .num('ttft_ms', s.ttftMs === undefined ? undefined : round(s.ttftMs))
+    .num('attempts', s.attempts || undefined)
+    // Usage as flat fields, not a nested object.
+    .num('prompt_tokens', usage?.prompt_tokens)
+    .num('completion_tokens', usage ? (usage.completion_tokens ?? 0) : undefined)
+    .num('total_tokens', usage?.total_tokens)
+    .num('cached_tokens', usage ? (usage.prompt_tokens_details?.cached_tokens ?? 0) : undefined)
+    .num('reasoning_tokens', usage ? (usage.completion_tokens_details?.reasoning_tokens ?? 0) : undefined);
+  for (const name in s.logFields) {
+    if (name !== 'error' && name !== 'aborted' && name !== 'prompt') line.any(name, s.logFields[name]);
+  }
+  line
+    .str('error', s.errorCode)
+    .bool('aborted', aborted || undefined)
+    .any('prompt', s.prompt)
+    .info(log, 'request');
 }
