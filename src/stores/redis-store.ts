@@ -9,6 +9,7 @@ import { ADJUST_LUA } from './lua/adjust.js';
 import { RESERVE_LUA, SETTLE_LUA } from './lua/budget.js';
 import { atEndOfTurn } from './connect.js';
 import { FINISH_LUA } from './lua/finish.js';
+import { PACKED_ARGV_LUA } from './lua/packed.js';
 import { TAKE_LUA } from './lua/take.js';
 import type {
   Admission,
@@ -76,9 +77,9 @@ export class RedisStore implements Store {
     client.defineCommand(ADJUST, { lua: ADJUST_LUA });
     client.defineCommand(ACQUIRE, { lua: ACQUIRE_LUA });
     client.defineCommand(RESERVE, { lua: RESERVE_LUA });
-    client.defineCommand(SETTLE, { lua: SETTLE_LUA });
-    client.defineCommand(ADMIT, { lua: ADMIT_LUA });
-    client.defineCommand(FINISH, { lua: FINISH_LUA });
+    client.defineCommand(SETTLE, { lua: PACKED_ARGV_LUA + SETTLE_LUA });
+    client.defineCommand(ADMIT, { lua: PACKED_ARGV_LUA + ADMIT_LUA });
+    client.defineCommand(FINISH, { lua: PACKED_ARGV_LUA + FINISH_LUA });
     this.scripts = client as unknown as ScriptCommands;
   }
 
@@ -137,28 +138,25 @@ export class RedisStore implements Store {
     }
     // The lease keys name the team's hash slot even with no budget to reserve.
     const leaseKey = budget?.lease.key ?? `${slot!.key}:leases`;
-    const keys = [
-      leaseKey,
-      leaseAmountsKey(leaseKey),
-      ...checks.map((c) => c.key),
-      ...takes.map((t) => t.bucket.key),
-      ...(slot ? [slot.key] : []),
-    ];
-    const argv: ScriptArg[] = [
-      checks.length,
-      takes.length,
-      slot ? 1 : 0,
-      budget?.lease.id ?? '',
-      budget?.lease.ms ?? 0,
-      Math.ceil(budget?.ttlMs ?? 0),
-      slot?.id ?? '',
-      slot?.limit ?? 0,
-      slot?.leaseMs ?? 0,
-      ...checks.flatMap((c) => [c.spentField, c.reservedField, integer(c.limit), integer(c.amount)]),
-      ...takes.flatMap((t) => [t.bucket.capacity, t.bucket.refillPerSecond, t.cost]),
-    ];
+    const args: ScriptArg[] = [leaseKey, leaseAmountsKey(leaseKey)];
+    for (const c of checks) args.push(c.key);
+    for (const t of takes) args.push(t.bucket.key);
+    if (slot) args.push(slot.key);
+    const numKeys = args.length;
+    const argv = new PackedArgs()
+      .num(checks.length)
+      .num(takes.length)
+      .num(slot ? 1 : 0)
+      .str(budget?.lease.id ?? '')
+      .num(budget?.lease.ms ?? 0)
+      .num(Math.ceil(budget?.ttlMs ?? 0))
+      .str(slot?.id ?? '')
+      .num(slot?.limit ?? 0)
+      .num(slot?.leaseMs ?? 0);
+    for (const c of checks) argv.str(c.spentField).str(c.reservedField).num(integer(c.limit)).num(integer(c.amount));
+    for (const t of takes) argv.num(t.bucket.capacity).num(t.bucket.refillPerSecond).num(t.cost);
     const reply = asArray(
-      await this.scripts[ADMIT](keys.length, ...keys, ...argv),
+      await this.scripts[ADMIT](numKeys, ...argv.appendTo(args)),
       5 + checks.length + 2 * takes.length,
     );
     const status = toNumber(reply[0]);
@@ -273,26 +271,31 @@ export class RedisStore implements Store {
     }
     const ttlMs = Math.ceil(joint.ttlMs);
     const n = increments.length;
-    if (buckets.size === 0 && slots.size === 0 && caches.length === 0) {
-      const args: ScriptArg[] = [leaseKey, leaseAmountsKey(leaseKey)];
-      for (const i of increments) args.push(i.key);
-      const numKeys = args.length;
-      args.push(leaseIds.length, ...leaseIds, ttlMs);
-      for (const i of increments) args.push(i.field, integer(i.by));
-      return { sent: this.scripts[SETTLE](numKeys, ...args).then((r) => asArray(r, n).map(toNumber)), at };
-    }
     const args: ScriptArg[] = [leaseKey, leaseAmountsKey(leaseKey)];
     for (const i of increments) args.push(i.key);
+    const argv = new PackedArgs().num(leaseIds.length);
+    for (const id of leaseIds) argv.str(id);
+    argv.num(ttlMs);
+    if (buckets.size === 0 && slots.size === 0 && caches.length === 0) {
+      const numKeys = args.length;
+      for (const i of increments) argv.str(i.field).num(integer(i.by));
+      const sent = this.scripts[SETTLE](numKeys, ...argv.appendTo(args));
+      return { sent: sent.then((r) => asArray(r, n).map(toNumber)), at };
+    }
     for (const key of buckets.keys()) args.push(key);
     for (const key of slots.keys()) args.push(key);
     for (const c of caches) args.push(c.key);
     const numKeys = args.length;
-    args.push(leaseIds.length, ...leaseIds, ttlMs, n, buckets.size, slots.size, caches.length);
-    for (const i of increments) args.push(i.field, integer(i.by));
-    for (const t of buckets.values()) args.push(t.bucket.capacity, t.bucket.refillPerSecond, t.cost);
-    for (const ids of slots.values()) args.push(ids.length, ...ids);
-    for (const c of caches) args.push(Math.ceil(c.ttlMs), c.value);
-    return { sent: this.scripts[FINISH](numKeys, ...args).then((r) => asArray(r, n).map(toNumber)), at };
+    argv.num(n).num(buckets.size).num(slots.size).num(caches.length);
+    for (const i of increments) argv.str(i.field).num(integer(i.by));
+    for (const t of buckets.values()) argv.num(t.bucket.capacity).num(t.bucket.refillPerSecond).num(t.cost);
+    for (const ids of slots.values()) {
+      argv.num(ids.length);
+      for (const id of ids) argv.str(id);
+    }
+    for (const c of caches) argv.num(Math.ceil(c.ttlMs)).str(c.value);
+    const sent = this.scripts[FINISH](numKeys, ...argv.appendTo(args));
+    return { sent: sent.then((r) => asArray(r, n).map(toNumber)), at };
   }
 
   async readCounters(keys: string[]): Promise<Record<string, number>[]> {
@@ -399,4 +402,35 @@ function toNumber(v: unknown): number {
     if (!Number.isNaN(n)) return n + 0;
   }
   throw new Error(`Unexpected number in a tollgate Lua script reply: ${String(v).slice(0, 100)}`);
+}
+
+/**
+ * A script's ARGV, packed as lua/packed.ts reads it: the numbers in one argument, a letter per
+ * argument saying where each comes from, the strings as arguments of their own.
+ */
+class PackedArgs {
+  private numbers = '';
+  private mask = '';
+  private readonly strings: ScriptArg[] = [];
+
+  /** A number, or an integer string from integer(). */
+  num(value: number | string): this {
+    this.numbers = this.numbers === '' ? String(value) : `${this.numbers},${value}`;
+    this.mask += 'n';
+    return this;
+  }
+
+  str(value: string | Buffer): this {
+    this.strings.push(value);
+    this.mask += 's';
+    return this;
+  }
+
+  /** `args` (the keys) followed by the packed ARGV. */
+  appendTo(args: ScriptArg[]): ScriptArg[] {
+    // An empty first argument would be read as no numbers at all, which is what it means.
+    args.push(this.numbers, this.mask);
+    for (const s of this.strings) args.push(s);
+    return args;
+  }
 }

@@ -174,6 +174,30 @@ describe('RedisStore on Redis', () => {
     // Team 0 got 0 + 1 + 3 + 5 + 7 + 9, team 1 2 + 4 + 6 + 8 + 10, in one step each.
     assert.deepEqual(totals.map((t) => t[0]), [25, 30, 25, 30, 25, 30, 25, 30, 25, 30]);
   });
+
+  it('passes strings with commas, newlines and any byte through the packed script arguments', async () => {
+    const team = `redis-${++n}`;
+    const odd = 'usd:model:a,b\n\u0000ü,';
+    const day = keys.teamSpend(team, 'd:x');
+    const slot = keys.teamConcurrency(team);
+    const id = 'req,1\n';
+    const admitted = await store.admit({
+      takes: [{ bucket: { key: keys.teamBucket(team, 'tpm'), capacity: 1_000, refillPerSecond: 1_000 / 60 }, cost: 10 }],
+      slot: { key: slot, id, limit: 1, leaseMs: 60_000 },
+      budget: { lease: { key: keys.teamBudgetLeases(team), id, ms: 60_000 }, checks: [{ key: day, spentField: odd, reservedField: `${odd}:reserved`, limit: 100, amount: 7 }], ttlMs: 60_000 },
+    });
+    assert.equal(admitted.admitted, true);
+    assert.deepEqual(await admin.zrange(slot, 0, -1), [id]);
+    const value = Buffer.from([0, 44, 10, 255, 13]);
+    const entry = keys.cacheEntry('scope', `${team},x`);
+    await store.settle(keys.teamBudgetLeases(team), [id], [{ key: day, field: odd, by: 5 }], 60_000, {
+      release: { key: slot, id },
+      cache: { key: entry, value, ttlMs: 60_000 },
+    });
+    assert.deepEqual(await admin.hgetall(day), { [odd]: '5', [`${odd}:reserved`]: '0' });
+    assert.deepEqual(await admin.zrange(slot, 0, -1), []);
+    assert.deepEqual(await store.cacheGet(entry), value);
+  });
 });
 
 describe('createRedisClient', () => {
