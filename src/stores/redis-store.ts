@@ -1,10 +1,14 @@
 // RedisStore: the Store shared by every replica, over one ioredis client (standalone, Sentinel
 // or Cluster). Each operation is one round trip: the multi-key ones are Lua scripts (lua/),
-// atomic and timed by the Redis server's clock; the rest are single commands. It neither
-// retries nor falls back: ResilientStore decides what a failure means for the request.
+// atomic and timed by the Redis server's clock; the rest are single commands. The two a request
+// always makes, admit and settle, are joined per team and per turn of the event loop: every
+// admission of a team made in one turn goes in one script (ADMIT_MANY, in call order), and
+// likewise every settle (FINISH), sent at the end of the turn with the turn's other commands
+// (connect.ts). A script error fails every call it carried. It neither retries nor falls back:
+// ResilientStore decides what a failure means for the request.
 import type { Cluster, Redis } from 'ioredis';
 import { ACQUIRE_LUA } from './lua/acquire.js';
-import { ADMIT_LUA } from './lua/admit.js';
+import { ADMIT_LUA, ADMIT_MANY_LUA } from './lua/admit.js';
 import { ADJUST_LUA } from './lua/adjust.js';
 import { RESERVE_LUA, SETTLE_LUA } from './lua/budget.js';
 import { atEndOfTurn } from './connect.js';
@@ -49,6 +53,7 @@ const RESERVE = 'tollgateReserve';
 const SETTLE = 'tollgateSettle';
 const ADMIT = 'tollgateAdmit';
 const FINISH = 'tollgateFinish';
+const ADMIT_MANY = 'tollgateAdmitMany';
 
 type ScriptArg = string | number | Buffer;
 
@@ -61,6 +66,7 @@ interface ScriptCommands {
   [SETTLE](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
   [ADMIT](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
   [FINISH](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
+  [ADMIT_MANY](numKeys: number, ...args: ScriptArg[]): Promise<unknown>;
 }
 
 export class RedisStore implements Store {
@@ -68,6 +74,8 @@ export class RedisStore implements Store {
   /** The client this store owns: close() quits it. ResilientStore watches its status. */
   readonly client: RedisClient;
   private readonly scripts: ScriptCommands;
+  /** This turn's admissions, by lease set (one per team), sent together at its end. */
+  private admissions = new Map<string, PendingAdmission[]>();
   /** This turn's settle calls, by lease set (one per team), sent together at its end. */
   private settles = new Map<string, JointSettle>();
 
@@ -80,6 +88,7 @@ export class RedisStore implements Store {
     client.defineCommand(SETTLE, { lua: PACKED_ARGV_LUA + SETTLE_LUA });
     client.defineCommand(ADMIT, { lua: PACKED_ARGV_LUA + ADMIT_LUA });
     client.defineCommand(FINISH, { lua: PACKED_ARGV_LUA + FINISH_LUA });
+    client.defineCommand(ADMIT_MANY, { lua: PACKED_ARGV_LUA + ADMIT_MANY_LUA });
     this.scripts = client as unknown as ScriptCommands;
   }
 
@@ -125,7 +134,6 @@ export class RedisStore implements Store {
 
   async admit(admission: Admission): Promise<AdmissionResult> {
     const { takes, slot, budget } = admission;
-    const checks = budget?.checks ?? [];
     if (!budget && !slot) {
       const take = await this.take(takes);
       return {
@@ -136,46 +144,68 @@ export class RedisStore implements Store {
         slot: undefined,
       };
     }
+    // Joined with the team's other admissions of this turn (one script runs them in order).
     // The lease keys name the team's hash slot even with no budget to reserve.
     const leaseKey = budget?.lease.key ?? `${slot!.key}:leases`;
-    const args: ScriptArg[] = [leaseKey, leaseAmountsKey(leaseKey)];
-    for (const c of checks) args.push(c.key);
-    for (const t of takes) args.push(t.bucket.key);
-    if (slot) args.push(slot.key);
-    const numKeys = args.length;
-    const argv = new PackedArgs()
-      .num(checks.length)
-      .num(takes.length)
-      .num(slot ? 1 : 0)
-      .str(budget?.lease.id ?? '')
-      .num(budget?.lease.ms ?? 0)
-      .num(Math.ceil(budget?.ttlMs ?? 0))
-      .str(slot?.id ?? '')
-      .num(slot?.limit ?? 0)
-      .num(slot?.leaseMs ?? 0);
-    for (const c of checks) argv.str(c.spentField).str(c.reservedField).num(integer(c.limit)).num(integer(c.amount));
-    for (const t of takes) argv.num(t.bucket.capacity).num(t.bucket.refillPerSecond).num(t.cost);
-    const reply = asArray(
-      await this.scripts[ADMIT](numKeys, ...argv.appendTo(args)),
-      5 + checks.length + 2 * takes.length,
-    );
-    const status = toNumber(reply[0]);
-    const limiting = toNumber(reply[3]);
-    const admitted = status === 1;
-    const used = reply.slice(5, 5 + checks.length).map(toNumber);
-    const exhausted = toNumber(reply[1]);
-    return {
-      admitted,
-      refusedBy: admitted ? undefined : status === 0 ? 'budget' : status === 2 ? 'rate' : 'concurrency',
-      take: {
-        admitted: limiting === -1,
-        retryAfterMs: toNumber(reply[2]),
-        limiting,
-        buckets: snapshots(reply.slice(5 + checks.length), takes.length),
-      },
-      budget: budget ? { admitted: exhausted === -1, exhausted, used } : undefined,
-      slot: slot ? { acquired: admitted, inFlight: toNumber(reply[4]) } : undefined,
-    };
+    const reply = await new Promise<unknown>((resolve, reject) => {
+      let joint = this.admissions.get(leaseKey);
+      if (!joint) {
+        this.admissions.set(leaseKey, (joint = []));
+        if (this.admissions.size === 1) atEndOfTurn(this.sendAdmissions);
+      }
+      joint.push({ admission, leaseKey, resolve, reject });
+    });
+    return admissionResult(admission, reply);
+  }
+
+  /** The admissions this turn gathered: one script per team. */
+  private readonly sendAdmissions = (): void => {
+    const admissions = this.admissions;
+    this.admissions = new Map();
+    for (const joint of admissions.values()) {
+      let sent: Promise<unknown[]>;
+      try {
+        sent =
+          joint.length === 1
+            ? this.sendAdmission(joint[0]!).then((r) => [r])
+            : this.sendJointAdmissions(joint);
+      } catch (err) {
+        sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+      sent.then(
+        (replies) => joint.forEach((a, i) => a.resolve(replies[i])),
+        (err: unknown) => joint.forEach((a) => a.reject(err)),
+      );
+    }
+  };
+
+  private sendAdmission(a: PendingAdmission): Promise<unknown> {
+    const keys = admissionKeys(a);
+    return this.scripts[ADMIT](keys.length, ...admissionArgv(a.admission).appendTo(keys));
+  }
+
+  /** ADMIT_MANY: the keys once each, every admission's ARGV after the indexes of its keys. */
+  private async sendJointAdmissions(joint: PendingAdmission[]): Promise<unknown[]> {
+    const keys: ScriptArg[] = [];
+    const index = new Map<string, number>();
+    const argv = new PackedArgs().num(joint.length);
+    for (const a of joint) {
+      const mine = admissionKeys(a);
+      argv.num(mine.length);
+      for (const key of mine) {
+        let i = index.get(key);
+        if (i === undefined) {
+          i = keys.push(key);
+          index.set(key, i);
+        }
+        argv.num(i);
+      }
+      const own = admissionArgv(a.admission);
+      argv.num(own.count).append(own);
+    }
+    const numKeys = keys.length;
+    const replies = await this.scripts[ADMIT_MANY](numKeys, ...argv.appendTo(keys));
+    return asArray(replies, joint.length);
   }
 
   settle(
@@ -210,7 +240,7 @@ export class RedisStore implements Store {
       try {
         ({ sent, at } = this.sendSettle(leaseKey, joint));
       } catch (err) {
-        sent = Promise.reject(err);
+        sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
         at = [];
       }
       sent.then(
@@ -404,6 +434,66 @@ function toNumber(v: unknown): number {
   throw new Error(`Unexpected number in a tollgate Lua script reply: ${String(v).slice(0, 100)}`);
 }
 
+/** One admission waiting for the end of its turn. */
+interface PendingAdmission {
+  admission: Admission;
+  leaseKey: string;
+  resolve: (reply: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/** ADMIT_LUA's KEYS for one admission. */
+function admissionKeys({ admission, leaseKey }: PendingAdmission): string[] {
+  const keys = [leaseKey, leaseAmountsKey(leaseKey)];
+  for (const c of admission.budget?.checks ?? []) keys.push(c.key);
+  for (const t of admission.takes) keys.push(t.bucket.key);
+  if (admission.slot) keys.push(admission.slot.key);
+  return keys;
+}
+
+/** ADMIT_LUA's ARGV for one admission. */
+function admissionArgv({ takes, slot, budget }: Admission): PackedArgs {
+  const checks = budget?.checks ?? [];
+  const argv = new PackedArgs()
+    .num(checks.length)
+    .num(takes.length)
+    .num(slot ? 1 : 0)
+    .str(budget?.lease.id ?? '')
+    .num(budget?.lease.ms ?? 0)
+    .num(Math.ceil(budget?.ttlMs ?? 0))
+    .str(slot?.id ?? '')
+    .num(slot?.limit ?? 0)
+    .num(slot?.leaseMs ?? 0);
+  for (const c of checks)
+    argv.str(c.spentField).str(c.reservedField).num(integer(c.limit)).num(integer(c.amount));
+  for (const t of takes) argv.num(t.bucket.capacity).num(t.bucket.refillPerSecond).num(t.cost);
+  return argv;
+}
+
+/** ADMIT_LUA's reply, read. */
+function admissionResult(admission: Admission, raw: unknown): AdmissionResult {
+  const { takes, slot, budget } = admission;
+  const checks = budget?.checks ?? [];
+  const reply = asArray(raw, 5 + checks.length + 2 * takes.length);
+  const status = toNumber(reply[0]);
+  const limiting = toNumber(reply[3]);
+  const admitted = status === 1;
+  const used = reply.slice(5, 5 + checks.length).map(toNumber);
+  const exhausted = toNumber(reply[1]);
+  return {
+    admitted,
+    refusedBy: admitted ? undefined : status === 0 ? 'budget' : status === 2 ? 'rate' : 'concurrency',
+    take: {
+      admitted: limiting === -1,
+      retryAfterMs: toNumber(reply[2]),
+      limiting,
+      buckets: snapshots(reply.slice(5 + checks.length), takes.length),
+    },
+    budget: budget ? { admitted: exhausted === -1, exhausted, used } : undefined,
+    slot: slot ? { acquired: admitted, inFlight: toNumber(reply[4]) } : undefined,
+  };
+}
+
 /**
  * A script's ARGV, packed as lua/packed.ts reads it: the numbers in one argument, a letter per
  * argument saying where each comes from, the strings as arguments of their own.
@@ -423,6 +513,20 @@ class PackedArgs {
   str(value: string | Buffer): this {
     this.strings.push(value);
     this.mask += 's';
+    return this;
+  }
+
+  /** How many arguments. */
+  get count(): number {
+    return this.mask.length;
+  }
+
+  /** Another list's arguments, after these. */
+  append(other: PackedArgs): this {
+    if (other.numbers !== '')
+      this.numbers = this.numbers === '' ? other.numbers : `${this.numbers},${other.numbers}`;
+    this.mask += other.mask;
+    for (const s of other.strings) this.strings.push(s);
     return this;
   }
 

@@ -152,6 +152,8 @@ export interface Store {
    * Admission in one atomic step (one round trip on Redis): the budgets as reserve(), the
    * buckets as take(), the slot as acquire(); all are charged or none. Checked in the order
    * budget, rate, concurrency, and the first that refuses is named. Every key shares one hash tag.
+   * A store may decide a team's admissions made in one turn of the event loop in one step, in
+   * the order they were made (RedisStore does: one script for them all).
    */
   admit(admission: Admission): Promise<AdmissionResult>;
   /**

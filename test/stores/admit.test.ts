@@ -135,6 +135,33 @@ function admitSuite(
       assert.equal((await store.admit(x.admission('f', { slots: 1 }))).admitted, true);
     });
 
+    it('admissions of one turn are decided in order, each as if alone (RedisStore sends them in one script)', async () => {
+      const x = team();
+      const y = team();
+      // rpm 3, slots 2, a budget of 250 at 100 each; y is another team, unaffected.
+      const results = await Promise.all([
+        store.admit(x.admission('p1', { slots: 2, budget: [x.check(250, 100)] })),
+        store.admit(x.admission('p2', { slots: 2, budget: [x.check(250, 100)] })),
+        store.admit(x.admission('p3', { slots: 2, budget: [x.check(250, 100)] })),
+        store.admit(y.admission('q1', { slots: 1, budget: [y.check(1_000, 10)] })),
+        store.admit(x.admission('p4', { budget: [x.check(250, 100)] })),
+        store.admit(x.admission('p5', { budget: [x.check(250, 100)] })),
+        store.admit(x.admission('p6', { budget: [x.check(1_000, 1)] })),
+      ]);
+      assert.deepEqual(
+        results.map((r) => r.refusedBy ?? 'admitted'),
+        ['admitted', 'admitted', 'concurrency', 'admitted', 'admitted', 'budget', 'rate'],
+      );
+      assert.deepEqual(results[1].budget?.used, [100]);
+      assert.deepEqual(results[2].slot, { acquired: false, inFlight: 2 });
+      assert.deepEqual(results[4].budget?.used, [200]);
+      assert.deepEqual(results[5].budget, { admitted: false, exhausted: 0, used: [300] });
+      assert.equal(results[6].take.limiting, 0);
+      assert.equal(await x.reserved(), 300);
+      assert.equal(await y.reserved(), 10);
+      assert.equal(Math.round(await x.rpmLeft()), 0);
+    });
+
     it('works with only buckets, only a budget, or only a slot', async () => {
       const x = team();
       const onlyTakes = await store.admit(x.admission('g'));

@@ -154,14 +154,21 @@ describe('RedisStore on Redis', () => {
   it("joins a team's settles of one turn into one script call, each team its own", async () => {
     const teams = [`redis-${++n}`, `redis-${++n}`];
     const settle = (team: string, i: number) =>
-      store.settle(keys.teamBudgetLeases(team), [`l${i}`], [{ key: keys.teamSpend(team, 'd:x'), field: 'usd', by: i }], 60_000, {
-        release: { key: keys.teamConcurrency(team), id: `s${i}` },
-      });
+      store.settle(
+        keys.teamBudgetLeases(team),
+        [`l${i}`],
+        [{ key: keys.teamSpend(team, 'd:x'), field: 'usd', by: i }],
+        60_000,
+        {
+          release: { key: keys.teamConcurrency(team), id: `s${i}` },
+        },
+      );
     await settle(teams[0]!, 0); // warm-up: the first call of a script may be an EVAL
     const monitor = await admin.monitor();
     const seen: string[] = [];
     monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      if (source !== 'lua' && teams.some((t) => args.some((a) => a.includes(t)))) seen.push(args[0]!.toLowerCase());
+      if (source !== 'lua' && teams.some((t) => args.some((a) => a.includes(t))))
+        seen.push(args[0]!.toLowerCase());
     });
     await sleep(20);
     const totals = await Promise.all([...Array.from({ length: 10 }, (_, i) => settle(teams[i % 2]!, i + 1))]);
@@ -172,7 +179,42 @@ describe('RedisStore on Redis', () => {
     monitor.disconnect();
     assert.deepEqual(seen, ['evalsha', 'evalsha', 'evalsha', 'evalsha']);
     // Team 0 got 0 + 1 + 3 + 5 + 7 + 9, team 1 2 + 4 + 6 + 8 + 10, in one step each.
-    assert.deepEqual(totals.map((t) => t[0]), [25, 30, 25, 30, 25, 30, 25, 30, 25, 30]);
+    assert.deepEqual(
+      totals.map((t) => t[0]),
+      [25, 30, 25, 30, 25, 30, 25, 30, 25, 30],
+    );
+  });
+
+  it("joins a team's admissions of one turn into one script call, each team its own", async () => {
+    const teams = [`redis-${++n}`, `redis-${++n}`];
+    const admit = (team: string, id: string) =>
+      store.admit({
+        takes: [
+          { bucket: { key: keys.teamBucket(team, 'rpm'), capacity: 100, refillPerSecond: 1 }, cost: 1 },
+        ],
+        slot: { key: keys.teamConcurrency(team), id, limit: 100, leaseMs: 60_000 },
+      });
+    // Warm-up: the first call of each script (one admission alone, several together) may be an EVAL.
+    await admit(teams[0]!, 'w1');
+    await Promise.all([admit(teams[0]!, 'w2'), admit(teams[0]!, 'w3')]);
+    const monitor = await admin.monitor();
+    const seen: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (source !== 'lua' && teams.some((t) => args.some((a) => a.includes(t))))
+        seen.push(args[0]!.toLowerCase());
+    });
+    await sleep(20);
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => admit(teams[i % 2]!, `a${i}`)));
+    await admit(teams[0]!, 'alone');
+    await sleep(50);
+    monitor.disconnect();
+    assert.deepEqual(seen, ['evalsha', 'evalsha', 'evalsha']);
+    assert.ok(results.every((r) => r.admitted));
+    // In call order within each team: team 0 had 3 slots held before.
+    assert.deepEqual(
+      results.map((r) => r.slot?.inFlight),
+      [4, 1, 5, 2, 6, 3, 7, 4, 8, 5],
+    );
   });
 
   it('passes strings with commas, newlines and any byte through the packed script arguments', async () => {
@@ -182,12 +224,21 @@ describe('RedisStore on Redis', () => {
     const slot = keys.teamConcurrency(team);
     const id = 'req,1\n';
     const admitted = await store.admit({
-      takes: [{ bucket: { key: keys.teamBucket(team, 'tpm'), capacity: 1_000, refillPerSecond: 1_000 / 60 }, cost: 10 }],
+      takes: [
+        {
+          bucket: { key: keys.teamBucket(team, 'tpm'), capacity: 1_000, refillPerSecond: 1_000 / 60 },
+          cost: 10,
+        },
+      ],
       slot: { key: slot, id, limit: 1, leaseMs: 60_000 },
-      budget: { lease: { key: keys.teamBudgetLeases(team), id, ms: 60_000 }, checks: [{ key: day, spentField: odd, reservedField: `${odd}:reserved`, limit: 100, amount: 7 }], ttlMs: 60_000 },
+      budget: {
+        lease: { key: keys.teamBudgetLeases(team), id, ms: 60_000 },
+        checks: [{ key: day, spentField: odd, reservedField: `${odd}:reserved`, limit: 100, amount: 7 }],
+        ttlMs: 60_000,
+      },
     });
     assert.equal(admitted.admitted, true);
-    assert.deepEqual(await admin.zrange(slot, 0, -1), [id]);
+    assert.deepEqual(await admin.zrange(slot, '0', '-1'), [id]);
     const value = Buffer.from([0, 44, 10, 255, 13]);
     const entry = keys.cacheEntry('scope', `${team},x`);
     await store.settle(keys.teamBudgetLeases(team), [id], [{ key: day, field: odd, by: 5 }], 60_000, {
@@ -195,7 +246,7 @@ describe('RedisStore on Redis', () => {
       cache: { key: entry, value, ttlMs: 60_000 },
     });
     assert.deepEqual(await admin.hgetall(day), { [odd]: '5', [`${odd}:reserved`]: '0' });
-    assert.deepEqual(await admin.zrange(slot, 0, -1), []);
+    assert.deepEqual(await admin.zrange(slot, '0', '-1'), []);
     assert.deepEqual(await store.cacheGet(entry), value);
   });
 });

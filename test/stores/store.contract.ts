@@ -596,7 +596,12 @@ export function runStoreContract(
             ),
           ),
           // Another team's settle and a plain one (no reservation, nothing else) in the same turn.
-          store.settle(subject.keys.teamBudgetLeases(other), [], [{ key: subject.keys.teamSpend(other, 'd:x'), field: 'usd', by: 5 }], HOUR),
+          store.settle(
+            subject.keys.teamBudgetLeases(other),
+            [],
+            [{ key: subject.keys.teamSpend(other, 'd:x'), field: 'usd', by: 5 }],
+            HOUR,
+          ),
           store.settle(subject.keys.teamBudgetLeases(tm), [], [{ key: day, field: 'tokens', by: 7 }], HOUR),
         ]);
         const spent = ids.reduce((sum, _, i) => sum + 10 + i, 0);
@@ -616,10 +621,17 @@ export function runStoreContract(
         const back = ids.reduce((sum, _, i) => sum + 100 + i, 0);
         assert.equal((await store.adjust([{ bucket: tpm, cost: 0 }]))[0]!.remaining, 10_000 - 6_000 + back);
         for (const [i] of ids.entries())
-          assert.equal((await store.cacheGet(subject.keys.cacheEntry('t', `joint-${tm}-${i}`)))?.toString(), `answer ${i}`);
+          assert.equal(
+            (await store.cacheGet(subject.keys.cacheEntry('t', `joint-${tm}-${i}`)))?.toString(),
+            `answer ${i}`,
+          );
         // Every slot is free again: a full set of new holders fits.
         for (const id of ids) {
-          const next = await store.admit({ takes: [], slot: { key: slotKey, id: `${id}-again`, limit: ids.length, leaseMs: 60_000 }, budget: undefined });
+          const next = await store.admit({
+            takes: [],
+            slot: { key: slotKey, id: `${id}-again`, limit: ids.length, leaseMs: 60_000 },
+            budget: undefined,
+          });
           assert.equal(next.admitted, true, id);
         }
       });

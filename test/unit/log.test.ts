@@ -31,7 +31,7 @@ describe('isoTimeMemo', () => {
 });
 
 describe('LogLine', () => {
-  it("writes byte for byte the line pino writes for the same fields, child bindings included", async (t) => {
+  it('writes byte for byte the line pino writes for the same fields, child bindings included', async (t) => {
     t.mock.timers.enable({ apis: ['Date'], now: Date.UTC(2026, 11, 7, 12, 0, 0, 5) });
     const sink = createLogSink();
     for (const log of [sink.log, sink.log.child({ worker: 3 })]) {
@@ -76,6 +76,9 @@ describe('LogLine', () => {
     new LogLine().str('a', 'b').info(sink.log, 'request');
     sink.log.warn('marker');
     await sink.waitFor(() => true);
-    assert.deepEqual(sink.lines.map((l) => l.msg), ['marker']);
+    assert.deepEqual(
+      sink.lines.map((l) => l.msg),
+      ['marker'],
+    );
   });
 });

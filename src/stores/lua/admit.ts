@@ -53,3 +53,30 @@ end
 reserve_budgets(B, nb, lease_id, lease_ms, ttl_ms)
 return reply
 `;
+
+/**
+ * Several admissions of one team, in order, in one script: what the same ADMIT calls sent one
+ * after another would do (RedisStore joins the admissions of one turn of the event loop). Each
+ * runs ADMIT_LUA unchanged, given its own KEYS and ARGV.
+ * KEYS: every key of the admissions, each once. ARGV: the number of admissions, then per
+ * admission: the number of its keys, their indexes in KEYS, the number of its arguments, then
+ * its arguments (ADMIT_LUA's ARGV).
+ * Returns ADMIT_LUA's reply per admission.
+ */
+export const ADMIT_MANY_LUA = `
+local function admit(KEYS, ARGV)
+${ADMIT_LUA}
+end
+local out, a = {}, 2
+for i = 1, tonumber(ARGV[1]) do
+  local keys, argv = {}, {}
+  local nk = tonumber(ARGV[a])
+  for j = 1, nk do keys[j] = KEYS[tonumber(ARGV[a + j])] end
+  a = a + nk + 1
+  local na = tonumber(ARGV[a])
+  for j = 1, na do argv[j] = ARGV[a + j] end
+  a = a + na + 1
+  out[i] = admit(keys, argv)
+end
+return out
+`;
