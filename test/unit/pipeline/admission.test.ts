@@ -23,6 +23,20 @@ import { makePipelineContext } from '../../helpers/pipeline-context.js';
 const DAY_MS = 86_400_000;
 
 /** A MemoryStore that counts the calls made to it by name. */
+/** Retries `check` until it passes (work that happens after the response), failing after 2 s. */
+async function eventually(check: () => unknown): Promise<void> {
+  const deadline = Date.now() + 2_000;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+}
+
 function countingStore(): { store: Store; calls: Map<string, number> } {
   const inner = new MemoryStore();
   const calls = new Map<string, number>();
@@ -327,7 +341,9 @@ describe('admission in one store call (limits stage with the budgets)', () => {
     it('a hit: whatever the early admission took is given back (limits do not apply to hits)', async () => {
       const x = composed();
       await x.run();
-      await new Promise((r) => setTimeout(r, 10)); // the entry is written after the response
+      // The entry is written after the response, the miss's slot freed with it: on a loaded
+      // machine later than a fixed sleep.
+      await eventually(() => assert.equal(x.calls.get('cacheSet'), 1));
       const ctx = makePipelineContext({
         body: { model: 'm', temperature: 0, messages: [{ role: 'user', content: 'q' }] },
       });
@@ -335,9 +351,8 @@ describe('admission in one store call (limits stage with the budgets)', () => {
       assert.equal(hit.headers['x-tollgate-cache'], 'HIT');
       assert.equal(x.upstream(), 1);
       assert.equal(x.calls.get('admit'), 2, 'the hit was admitted early too');
-      await new Promise((r) => setTimeout(r, 10));
       // Only the miss is charged: its RPM, and its slot is free again (concurrency 1).
-      assert.equal(Math.round(await x.rpmLeft()), 99);
+      await eventually(async () => assert.equal(Math.round(await x.rpmLeft()), 99));
       const slot = await x.store.acquire(x.keys.teamConcurrency('search'), 'probe', 1, 1_000);
       assert.equal(slot.acquired, true, 'the hit gave its slot back');
       // The miss's reservation stands (accounting settles it; not in this test), the hit's is gone.
