@@ -4,7 +4,8 @@
 // always makes, admit and settle, are joined per team and per turn of the event loop: every
 // admission of a team made in one turn goes in one script (ADMIT_MANY, in call order), and
 // likewise every settle (FINISH), sent at the end of the turn with the turn's other commands
-// (connect.ts). A script error fails every call it carried. It neither retries nor falls back:
+// (connect.ts), and the turn's cache reads are one MGET (standalone Redis). A script error fails
+// every call it carried. It neither retries nor falls back:
 // ResilientStore decides what a failure means for the request.
 import type { Cluster, Redis } from 'ioredis';
 import { ACQUIRE_LUA } from './lua/acquire.js';
@@ -74,6 +75,9 @@ export class RedisStore implements Store {
   /** The client this store owns: close() quits it. ResilientStore watches its status. */
   readonly client: RedisClient;
   private readonly scripts: ScriptCommands;
+  /** This turn's cache reads, sent together at its end. */
+  private reads: { key: string; resolve: (v: Buffer | undefined) => void; reject: (err: unknown) => void }[] =
+    [];
   /** This turn's admissions, by lease set (one per team), sent together at its end. */
   private admissions = new Map<string, PendingAdmission[]>();
   /** This turn's settle calls, by lease set (one per team), sent together at its end. */
@@ -350,9 +354,28 @@ export class RedisStore implements Store {
     return out;
   }
 
-  async cacheGet(key: string): Promise<Buffer | undefined> {
-    return (await this.client.getBuffer(key)) ?? undefined;
+  cacheGet(key: string): Promise<Buffer | undefined> {
+    // A Cluster spreads entries over every node: a GET each. Standalone, the turn's reads are one MGET.
+    if (this.client.isCluster) return this.client.getBuffer(key).then((v) => v ?? undefined);
+    return new Promise((resolve, reject) => {
+      if (this.reads.length === 0) atEndOfTurn(this.sendReads);
+      this.reads.push({ key, resolve, reject });
+    });
   }
+
+  /** The cache reads this turn gathered: GET for one, else one MGET. */
+  private readonly sendReads = (): void => {
+    const reads = this.reads;
+    this.reads = [];
+    const sent =
+      reads.length === 1
+        ? this.client.getBuffer(reads[0]!.key).then((v) => [v])
+        : this.client.mgetBuffer(...reads.map((r) => r.key));
+    sent.then(
+      (values) => reads.forEach((r, i) => r.resolve(values[i] ?? undefined)),
+      (err: unknown) => reads.forEach((r) => r.reject(err)),
+    );
+  };
 
   async cacheSet(key: string, value: Buffer, ttlMs: number): Promise<void> {
     // As MemoryStore: a non-positive TTL stores nothing (and PX 0 is an error in Redis).

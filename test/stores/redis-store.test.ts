@@ -217,6 +217,29 @@ describe('RedisStore on Redis', () => {
     );
   });
 
+  it("reads a turn's cache entries in one MGET, each caller its own entry", async () => {
+    const team = `redis-${++n}`;
+    const entry = (i: number) => keys.cacheEntry('scope', `${team}-${i}`);
+    for (const i of [1, 3, 4]) await store.cacheSet(entry(i), Buffer.from([i, 0, 255]), 60_000);
+    const monitor = await admin.monitor();
+    const seen: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (source !== 'lua' && args.some((a) => a.includes(team))) seen.push(args[0]!.toLowerCase());
+    });
+    await sleep(20);
+    const values = await Promise.all([0, 1, 2, 3, 4].map((i) => store.cacheGet(entry(i))));
+    await sleep(50);
+    monitor.disconnect();
+    assert.deepEqual(seen, ['mget']);
+    assert.deepEqual(values, [
+      undefined,
+      Buffer.from([1, 0, 255]),
+      undefined,
+      Buffer.from([3, 0, 255]),
+      Buffer.from([4, 0, 255]),
+    ]);
+  });
+
   it('passes strings with commas, newlines and any byte through the packed script arguments', async () => {
     const team = `redis-${++n}`;
     const odd = 'usd:model:a,b\n\u0000ü,';
