@@ -26,6 +26,27 @@ async function connectStoreAt(url: string): Promise<RedisStore> {
 
 const connectStore = () => connectStoreAt(redisUrl());
 
+/**
+ * The commands clients send that name any of `marks` (MONITOR also lists each command a script
+ * runs, from source "lua": those are left out). Resolves once MONITOR is on.
+ */
+async function watchCommands(admin: Redis, marks: string[]): Promise<{ stop: () => Promise<string[]> }> {
+  const monitor = await admin.monitor();
+  const seen: string[] = [];
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    if (source !== 'lua' && marks.some((m) => args.some((a) => a.includes(m))))
+      seen.push(args[0]!.toLowerCase());
+  });
+  await sleep(20);
+  return {
+    stop: async () => {
+      await sleep(50);
+      monitor.disconnect();
+      return seen;
+    },
+  };
+}
+
 const contractPrefix = randomKeyPrefix();
 runStoreContract('RedisStore', async () => {
   const store = await connectStore();
@@ -133,22 +154,14 @@ describe('RedisStore on Redis', () => {
     await store.adjust(takes);
     await store.acquire(slot, 'warm', 2, 1_000);
 
-    const monitor = await admin.monitor();
-    const seen: string[] = [];
-    monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      // MONITOR also lists each command a script runs, from source "lua": count the client's.
-      if (source !== 'lua' && args.some((a) => a.includes(team))) seen.push(args[0]!.toLowerCase());
-    });
-    await sleep(20);
+    const watch = await watchCommands(admin, [team]);
     await store.take(takes);
     await store.adjust(takes);
     await store.acquire(slot, 'id', 2, 1_000);
     await store.release(slot, 'id');
     await store.cacheSet(entry, Buffer.from('v'), 1_000);
     await store.cacheGet(entry);
-    await sleep(50);
-    monitor.disconnect();
-    assert.deepEqual(seen, ['evalsha', 'evalsha', 'evalsha', 'zrem', 'set', 'get']);
+    assert.deepEqual(await watch.stop(), ['evalsha', 'evalsha', 'evalsha', 'zrem', 'set', 'get']);
   });
 
   it("joins a team's settles of one turn into one script call, each team its own", async () => {
@@ -164,20 +177,12 @@ describe('RedisStore on Redis', () => {
         },
       );
     await settle(teams[0]!, 0); // warm-up: the first call of a script may be an EVAL
-    const monitor = await admin.monitor();
-    const seen: string[] = [];
-    monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      if (source !== 'lua' && teams.some((t) => args.some((a) => a.includes(t))))
-        seen.push(args[0]!.toLowerCase());
-    });
-    await sleep(20);
+    const watch = await watchCommands(admin, teams);
     const totals = await Promise.all([...Array.from({ length: 10 }, (_, i) => settle(teams[i % 2]!, i + 1))]);
     // Later turns: calls of their own.
     await settle(teams[0]!, 20);
     await settle(teams[0]!, 30);
-    await sleep(50);
-    monitor.disconnect();
-    assert.deepEqual(seen, ['evalsha', 'evalsha', 'evalsha', 'evalsha']);
+    assert.deepEqual(await watch.stop(), ['evalsha', 'evalsha', 'evalsha', 'evalsha']);
     // Team 0 got 0 + 1 + 3 + 5 + 7 + 9, team 1 2 + 4 + 6 + 8 + 10, in one step each.
     assert.deepEqual(
       totals.map((t) => t[0]),
@@ -197,18 +202,10 @@ describe('RedisStore on Redis', () => {
     // Warm-up: the first call of each script (one admission alone, several together) may be an EVAL.
     await admit(teams[0]!, 'w1');
     await Promise.all([admit(teams[0]!, 'w2'), admit(teams[0]!, 'w3')]);
-    const monitor = await admin.monitor();
-    const seen: string[] = [];
-    monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      if (source !== 'lua' && teams.some((t) => args.some((a) => a.includes(t))))
-        seen.push(args[0]!.toLowerCase());
-    });
-    await sleep(20);
+    const watch = await watchCommands(admin, teams);
     const results = await Promise.all(Array.from({ length: 10 }, (_, i) => admit(teams[i % 2]!, `a${i}`)));
     await admit(teams[0]!, 'alone');
-    await sleep(50);
-    monitor.disconnect();
-    assert.deepEqual(seen, ['evalsha', 'evalsha', 'evalsha']);
+    assert.deepEqual(await watch.stop(), ['evalsha', 'evalsha', 'evalsha']);
     assert.ok(results.every((r) => r.admitted));
     // In call order within each team: team 0 had 3 slots held before.
     assert.deepEqual(
@@ -221,16 +218,9 @@ describe('RedisStore on Redis', () => {
     const team = `redis-${++n}`;
     const entry = (i: number) => keys.cacheEntry('scope', `${team}-${i}`);
     for (const i of [1, 3, 4]) await store.cacheSet(entry(i), Buffer.from([i, 0, 255]), 60_000);
-    const monitor = await admin.monitor();
-    const seen: string[] = [];
-    monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      if (source !== 'lua' && args.some((a) => a.includes(team))) seen.push(args[0]!.toLowerCase());
-    });
-    await sleep(20);
+    const watch = await watchCommands(admin, [team]);
     const values = await Promise.all([0, 1, 2, 3, 4].map((i) => store.cacheGet(entry(i))));
-    await sleep(50);
-    monitor.disconnect();
-    assert.deepEqual(seen, ['mget']);
+    assert.deepEqual(await watch.stop(), ['mget']);
     assert.deepEqual(values, [
       undefined,
       Buffer.from([1, 0, 255]),
