@@ -33,6 +33,20 @@ import type {
 
 export type RedisClient = Redis | Cluster;
 
+/**
+ * Most calls joined in one script: a script runs alone on Redis, so a burst of thousands of
+ * requests in one turn must not hold every other replica's commands for its whole length.
+ */
+const MAX_JOINED = 64;
+/** Most keys in one MGET. */
+const MAX_JOINED_READS = 256;
+
+interface PendingRead {
+  key: string;
+  resolve: (v: Buffer | undefined) => void;
+  reject: (err: unknown) => void;
+}
+
 /** One team's settle calls of a turn of the event loop, sent as one script. */
 interface JointSettle {
   ttlMs: number;
@@ -166,22 +180,24 @@ export class RedisStore implements Store {
   private readonly sendAdmissions = (): void => {
     const admissions = this.admissions;
     this.admissions = new Map();
-    for (const joint of admissions.values()) {
-      let sent: Promise<unknown[]>;
-      try {
-        sent =
-          joint.length === 1
-            ? this.sendAdmission(joint[0]!).then((r) => [r])
-            : this.sendJointAdmissions(joint);
-      } catch (err) {
-        sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
-      }
-      sent.then(
-        (replies) => joint.forEach((a, i) => a.resolve(replies[i])),
-        (err: unknown) => joint.forEach((a) => a.reject(err)),
-      );
-    }
+    for (const all of admissions.values())
+      for (let from = 0; from < all.length; from += MAX_JOINED)
+        this.sendAdmissionBatch(all.slice(from, from + MAX_JOINED));
   };
+
+  private sendAdmissionBatch(joint: PendingAdmission[]): void {
+    let sent: Promise<unknown[]>;
+    try {
+      sent =
+        joint.length === 1 ? this.sendAdmission(joint[0]!).then((r) => [r]) : this.sendJointAdmissions(joint);
+    } catch (err) {
+      sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    sent.then(
+      (replies) => joint.forEach((a, i) => a.resolve(replies[i])),
+      (err: unknown) => joint.forEach((a) => a.reject(err)),
+    );
+  }
 
   private sendAdmission(a: PendingAdmission): Promise<unknown> {
     const keys = admissionKeys(a);
@@ -238,21 +254,28 @@ export class RedisStore implements Store {
   private readonly sendSettles = (): void => {
     const settles = this.settles;
     this.settles = new Map();
-    for (const [leaseKey, joint] of settles) {
-      let sent: Promise<number[]>;
-      let at: number[][];
-      try {
-        ({ sent, at } = this.sendSettle(leaseKey, joint));
-      } catch (err) {
-        sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
-        at = [];
+    for (const [leaseKey, all] of settles) {
+      for (let from = 0; from < all.calls.length; from += MAX_JOINED) {
+        const joint = { ttlMs: all.ttlMs, calls: all.calls.slice(from, from + MAX_JOINED) };
+        this.sendSettleBatch(leaseKey, joint);
       }
-      sent.then(
-        (totals) => joint.calls.forEach((c, i) => c.resolve(at[i]!.map((j) => totals[j]!))),
-        (err: unknown) => joint.calls.forEach((c) => c.reject(err)),
-      );
     }
   };
+
+  private sendSettleBatch(leaseKey: string, joint: JointSettle): void {
+    let sent: Promise<number[]>;
+    let at: number[][];
+    try {
+      ({ sent, at } = this.sendSettle(leaseKey, joint));
+    } catch (err) {
+      sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      at = [];
+    }
+    sent.then(
+      (totals) => joint.calls.forEach((c, i) => c.resolve(at[i]!.map((j) => totals[j]!))),
+      (err: unknown) => joint.calls.forEach((c) => c.reject(err)),
+    );
+  }
 
   /**
    * One script for a lease set's settles: the SETTLE script when they are only reservations and
@@ -365,8 +388,13 @@ export class RedisStore implements Store {
 
   /** The cache reads this turn gathered: GET for one, else one MGET. */
   private readonly sendReads = (): void => {
-    const reads = this.reads;
+    const all = this.reads;
     this.reads = [];
+    for (let from = 0; from < all.length; from += MAX_JOINED_READS)
+      this.sendReadBatch(all.slice(from, from + MAX_JOINED_READS));
+  };
+
+  private sendReadBatch(reads: PendingRead[]): void {
     const sent =
       reads.length === 1
         ? this.client.getBuffer(reads[0]!.key).then((v) => [v])
@@ -375,7 +403,7 @@ export class RedisStore implements Store {
       (values) => reads.forEach((r, i) => r.resolve(values[i] ?? undefined)),
       (err: unknown) => reads.forEach((r) => r.reject(err)),
     );
-  };
+  }
 
   async cacheSet(key: string, value: Buffer, ttlMs: number): Promise<void> {
     // As MemoryStore: a non-positive TTL stores nothing (and PX 0 is an error in Redis).

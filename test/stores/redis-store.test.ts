@@ -230,6 +230,49 @@ describe('RedisStore on Redis', () => {
     ]);
   });
 
+  it('splits a burst: at most 64 calls per script and 256 keys per MGET, every answer in order', async () => {
+    const team = `redis-${++n}`;
+    const admit = (id: string) =>
+      store.admit({
+        takes: [
+          { bucket: { key: keys.teamBucket(team, 'rpm'), capacity: 1_000, refillPerSecond: 1 }, cost: 1 },
+        ],
+        slot: { key: keys.teamConcurrency(team), id, limit: 1_000, leaseMs: 60_000 },
+      });
+    const settle = (i: number) =>
+      store.settle(
+        keys.teamBudgetLeases(team),
+        [],
+        [{ key: keys.teamSpend(team, 'd:x'), field: 'usd', by: i }],
+        60_000,
+        {
+          release: { key: keys.teamConcurrency(team), id: `b${i}` },
+        },
+      );
+    await admit('warm');
+    await Promise.all([admit('warm2'), admit('warm3')]);
+    await settle(0);
+    await Promise.all([settle(0), settle(0)]);
+    const watch = await watchCommands(admin, [team]);
+    const admitted = await Promise.all(Array.from({ length: 150 }, (_, i) => admit(`b${i}`)));
+    const totals = await Promise.all(Array.from({ length: 150 }, (_, i) => settle(i)));
+    const reads = await Promise.all(
+      Array.from({ length: 300 }, (_, i) => store.cacheGet(keys.cacheEntry('scope', `${team}-${i}`))),
+    );
+    assert.deepEqual(await watch.stop(), [
+      ...['evalsha', 'evalsha', 'evalsha'], // 64 + 64 + 22 admissions
+      ...['evalsha', 'evalsha', 'evalsha'], // and settles
+      ...['mget', 'mget'], // 256 + 44 reads
+    ]);
+    assert.deepEqual(
+      admitted.map((r) => r.slot?.inFlight),
+      Array.from({ length: 150 }, (_, i) => i + 4),
+    );
+    assert.equal(totals.at(-1)![0], (149 * 150) / 2);
+    assert.ok(reads.every((r) => r === undefined));
+    assert.equal(await admin.zcard(keys.teamConcurrency(team)), 3, 'the warm-up slots only');
+  });
+
   it('passes strings with commas, newlines and any byte through the packed script arguments', async () => {
     const team = `redis-${++n}`;
     const odd = 'usd:model:a,b\n\u0000ü,';

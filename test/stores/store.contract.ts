@@ -557,6 +557,41 @@ export function runStoreContract(
         assert.equal(next.admitted, true);
       });
 
+      it('admissions made in one turn are decided in order, each as if alone', async () => {
+        // RedisStore joins a team's admissions of one turn into one script (on a Cluster too).
+        const tm = team();
+        const day = subject.keys.teamSpend(tm, 'd:x');
+        const rpm: Bucket = { key: subject.keys.teamBucket(tm, 'rpm'), capacity: 3, refillPerSecond: 0 };
+        const admit = (id: string, slots?: number) =>
+          store.admit({
+            takes: [{ bucket: rpm, cost: 1 }],
+            slot:
+              slots === undefined
+                ? undefined
+                : { key: subject.keys.teamConcurrency(tm), id, limit: slots, leaseMs: 60_000 },
+            budget: { lease: lease(tm, id), checks: [check(day, 250, 100)], ttlMs: HOUR },
+          });
+        const results = await Promise.all([
+          admit('a', 2),
+          admit('b', 2),
+          admit('c', 2),
+          admit('d'),
+          admit('e'),
+          admit('f'),
+        ]);
+        assert.deepEqual(
+          results.map((r) => r.refusedBy ?? 'admitted'),
+          ['admitted', 'admitted', 'concurrency', 'admitted', 'budget', 'budget'],
+        );
+        assert.deepEqual(
+          results.map((r) => r.budget?.used[0]),
+          [0, 100, 200, 200, 300, 300],
+        );
+        assert.deepEqual(await store.readCounters([day]), [{ 'usd:reserved': 300 }]);
+        // Three admitted, three tokens taken: the bucket is empty.
+        assert.equal((await store.take([{ bucket: rpm, cost: 1 }])).admitted, false);
+      });
+
       it('settles of many requests finished in one turn: each applied, as if one after another', async () => {
         // RedisStore joins a team's settles of one turn into one script; nothing may be lost.
         const tm = team();
