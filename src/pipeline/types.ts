@@ -95,6 +95,8 @@ export interface PipelineContext {
   attempts: number;
   /** When all attempts together must be over (epoch ms); set by the attempts stage. */
   deadlineAt: number | undefined;
+  /** The id the request's slot and reservation are held under (holder-id.ts), made on first use. */
+  holderId?: string | undefined;
   /** The budget reservation the accounting stage settles; set by the budget stage. */
   budgetLeaseId?: string | undefined;
   /**

@@ -8,6 +8,7 @@
 // In the pipeline the limits stage makes this reservation, in the same store call (one round trip)
 // as its rate buckets and concurrency slot, from the plan createBudgetPlanner gives it;
 // createBudgetStage runs a plan on its own.
+import { holderId } from '../holder-id.js';
 import type { BudgetConfig, TeamConfig } from '../../config/schema.js';
 import { errors, type GatewayError } from '../../errors.js';
 import { budgetMeasures, microsToUsd, reservedField } from '../../accounting/spend.js';
@@ -85,7 +86,7 @@ export function createBudgetPlanner(deps: Omit<BudgetDeps, 'store'>, options: Bu
         described.push({ a, metric: m.metric, limit: m.limit });
       }
     }
-    const lease = { key: keys.teamBudgetLeases(ctx.team.name), id: ctx.reqId, ms: options.leaseMs };
+    const lease = { key: keys.teamBudgetLeases(ctx.team.name), id: holderId(ctx), ms: options.leaseMs };
     return {
       request: { lease, checks, ttlMs: options.retentionMs },
       refuse(result) {

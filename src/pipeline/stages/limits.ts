@@ -7,6 +7,7 @@
 // cache stage may send that call with its own read (Admitter), and gives back what it took on a hit. On the way out (when a stream's
 // usage settles) it reconciles the reservation with the real usage: refunds what was not used,
 // charges any overage. Store trouble is the store's policy (ResilientStore): local limits or 503.
+import { holderId } from '../holder-id.js';
 import type { Logger } from 'pino';
 import type { LimitsConfig, RateLimitConfig, TeamConfig, TeamLimitsConfig } from '../../config/schema.js';
 import { errors, GatewayError } from '../../errors.js';
@@ -110,7 +111,7 @@ export function createLimits(deps: LimitsDeps, options: LimitsOptions): { stage:
         ? undefined
         : {
             key: keys.teamConcurrency(ctx.team.name),
-            id: ctx.reqId,
+            id: holderId(ctx),
             limit: tl.concurrency,
             leaseMs: options.slotLeaseMs,
           };

@@ -154,7 +154,7 @@ describe('admission in one store call (limits stage with the budgets)', () => {
       return ok;
     });
     assert.equal(reached, 1);
-    assert.equal(ctx.budgetLeaseId, ctx.reqId, 'the reservation is recorded for accounting to settle');
+    assert.equal(ctx.budgetLeaseId, ctx.holderId, 'the reservation is recorded for accounting to settle');
     for (const op of ['take', 'reserve', 'acquire']) assert.equal(calls.get(op), undefined, op);
   });
 
@@ -180,6 +180,32 @@ describe('admission in one store call (limits stage with the budgets)', () => {
     assert.equal(Math.round(rpm.buckets[0]!.remaining), 99);
     release();
     await held;
+  });
+
+  it('holds slot and reservation under an id of its own: a client reusing its x-request-id gets no second slot', async () => {
+    // Bug: both were held under the request id, which a client may set itself. Two requests in
+    // flight with one id shared the only slot, and the second's reservation overwrote the first's.
+    const { stage, store, keys } = setup({ usd: 10 }, { concurrency: 1 });
+    const { release, held, ctx: first } = await holdOne(stage);
+    const second = makePipelineContext({ reqId: first.reqId });
+    await refused429(
+      stage(second, async () => ok),
+      'rate_limit_exceeded',
+      (e) => assert.match(e.message, /Concurrency limit reached/),
+    );
+    assert.notEqual(first.holderId, undefined);
+    assert.notEqual(first.holderId, first.reqId);
+    release();
+    await held;
+    await new Promise((r) => setImmediate(r)); // the slot is freed at the end of the turn
+    // A third with the same id once the first is over: admitted, its own reservation.
+    const third = makePipelineContext({ reqId: first.reqId });
+    await stage(third, async () => ok);
+    assert.notEqual(third.holderId, first.holderId);
+    const [spend] = await store.readCounters([
+      keys.teamSpend('search', `d:${new Date().toISOString().slice(0, 10)}`),
+    ]);
+    assert.equal(spend!['cost:r'], 2_000, 'two reservations stand (nothing here settles them), not one');
   });
 
   it('answers the concurrency cap with a 429, reserving no budget', async () => {
@@ -335,7 +361,7 @@ describe('admission in one store call (limits stage with the budgets)', () => {
       assert.equal(x.calls.get('admit'), 1);
       assert.equal(x.upstream(), 1);
       assert.equal(Math.round(await x.rpmLeft()), 99);
-      assert.equal(ctx.budgetLeaseId, ctx.reqId);
+      assert.equal(ctx.budgetLeaseId, ctx.holderId);
     });
 
     it('a hit: whatever the early admission took is given back (limits do not apply to hits)', async () => {

@@ -76,7 +76,7 @@ export function runBudgetStageSuite(storeName: string, storeFor: (now: () => num
       const { run, store, keys } = setup(team([budget({ usd: 1 })]));
       const c = ctx();
       await run(c);
-      assert.equal(c.budgetLeaseId, c.reqId);
+      assert.equal(c.budgetLeaseId, c.holderId);
       const [month] = await store.readCounters([keys.teamSpend('search', 'm:2026-11')]);
       assert.deepEqual(month, { 'cost:r': 300_000 });
     });
