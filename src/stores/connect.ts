@@ -135,14 +135,19 @@ function scheduleEndOfTurn(): void {
 
 function endOfTurn(): void {
   endOfTurnScheduled = false;
-  try {
-    // Batches first (one may queue another, or cork a socket): then every socket is written once.
-    for (let i = 0; i < batches.length; i++) batches[i]!();
-  } finally {
-    batches.length = 0;
-    for (let i = 0; i < uncorks.length; i++) uncorks[i]!();
-    uncorks.length = 0;
+  // Batches first (one may queue another, or cork a socket): then every socket is written once.
+  // A batch that throws (a bug: they must not) does not cost the others their turn; it is
+  // reported as a process warning (stderr) rather than taking the gateway down.
+  for (let i = 0; i < batches.length; i++) {
+    try {
+      batches[i]!();
+    } catch (err) {
+      process.emitWarning(err instanceof Error ? err : new Error(String(err)), 'TollgateStoreBatchWarning');
+    }
   }
+  batches.length = 0;
+  for (let i = 0; i < uncorks.length; i++) uncorks[i]!();
+  uncorks.length = 0;
 }
 
 function corkPerTurn(socket: Socket | undefined): void {

@@ -395,10 +395,15 @@ export class RedisStore implements Store {
   };
 
   private sendReadBatch(reads: PendingRead[]): void {
-    const sent =
-      reads.length === 1
-        ? this.client.getBuffer(reads[0]!.key).then((v) => [v])
-        : this.client.mgetBuffer(...reads.map((r) => r.key));
+    let sent: Promise<(Buffer | null)[]>;
+    try {
+      sent =
+        reads.length === 1
+          ? this.client.getBuffer(reads[0]!.key).then((v) => [v])
+          : this.client.mgetBuffer(...reads.map((r) => r.key));
+    } catch (err) {
+      sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
     sent.then(
       (values) => reads.forEach((r, i) => r.resolve(values[i] ?? undefined)),
       (err: unknown) => reads.forEach((r) => r.reject(err)),

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Socket } from 'node:net';
 import type { Redis } from 'ioredis';
-import { createRedisClient } from '../../src/stores/connect.js';
+import { atEndOfTurn, createRedisClient } from '../../src/stores/connect.js';
 import { randomKeyPrefix, redisUrl, waitUntilReady } from './store.contract.js';
 
 /** Counts the writes the socket's stream machinery hands to the OS layer. */
@@ -56,5 +56,23 @@ describe('Redis writes coalesced per event-loop turn', () => {
     } finally {
       client.disconnect();
     }
+  });
+});
+
+describe('atEndOfTurn', () => {
+  it('runs every batch of the turn when one throws, and reports the throw as a process warning', async () => {
+    const ran: string[] = [];
+    const warned = new Promise<Error>((resolve) => process.once('warning', resolve));
+    atEndOfTurn(() => ran.push('a'));
+    atEndOfTurn(() => {
+      throw new Error('a bug in a batch');
+    });
+    atEndOfTurn(() => ran.push('c'));
+    const warning = await warned;
+    assert.deepEqual(ran, ['a', 'c']);
+    assert.equal(warning.message, 'a bug in a batch');
+    assert.equal(warning.name, 'Error');
+    // The next turn works as usual.
+    await new Promise<void>((resolve) => atEndOfTurn(resolve));
   });
 });
