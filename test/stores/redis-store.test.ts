@@ -230,6 +230,36 @@ describe('RedisStore on Redis', () => {
     ]);
   });
 
+  it('joined admissions give the answers and leave the buckets that one-by-one admissions do', async () => {
+    // ADMIT_MANY keeps each bucket's state in the script between admissions and writes it once.
+    const run = async (team: string, joined: boolean) => {
+      const admission = (i: number) => ({
+        takes: [
+          { bucket: { key: keys.teamBucket(team, 'rpm'), capacity: 5, refillPerSecond: 0 }, cost: 1 },
+          {
+            bucket: { key: keys.teamBucket(team, 'tpm'), capacity: 1_000, refillPerSecond: 0 },
+            cost: 150 + i,
+          },
+        ],
+        slot: { key: keys.teamConcurrency(team), id: `s${i}`, limit: 4, leaseMs: 60_000 },
+      });
+      const results = joined
+        ? await Promise.all(Array.from({ length: 8 }, (_, i) => store.admit(admission(i))))
+        : await Array.from({ length: 8 }, (_, i) => i).reduce<Promise<unknown[]>>(
+            async (acc, i) => [...(await acc), await store.admit(admission(i))],
+            Promise.resolve([]),
+          );
+      const buckets = await Promise.all(
+        ['rpm', 'tpm'].map((b) => admin.hget(keys.teamBucket(team, b), 'tokens')),
+      );
+      return { results, buckets };
+    };
+    const one = await run(`redis-${++n}`, false);
+    const joined = await run(`redis-${++n}`, true);
+    assert.deepEqual(joined, one);
+    assert.deepEqual(one.buckets, ['1', '394']); // 4 admitted (the slots): 1000 - 150 - 151 - 152 - 153
+  });
+
   it('splits a burst: at most 64 calls per script and 256 keys per MGET, every answer in order', async () => {
     const team = `redis-${++n}`;
     const admit = (id: string) =>

@@ -19,7 +19,11 @@ import { REAP } from './budget.js';
  */
 export const ADMIT_LUA = `${REAP}
 ${BUCKET_LUA}
-local nb, nt, has_slot = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
+${admitBody()}`;
+
+/** ADMIT_LUA after its shared preamble (REAP, BUCKET_LUA): one admission, from KEYS and ARGV. */
+function admitBody(): string {
+  return `local nb, nt, has_slot = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
 local lease_id, lease_ms, ttl_ms = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local slot_id, slot_limit, slot_lease_ms = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
 local B, T = 9, 9 + 4 * nb
@@ -53,30 +57,63 @@ end
 reserve_budgets(B, nb, lease_id, lease_ms, ttl_ms)
 return reply
 `;
+}
 
 /**
  * Several admissions of one team, in order, in one script: what the same ADMIT calls sent one
- * after another would do (RedisStore joins the admissions of one turn of the event loop). Each
- * runs ADMIT_LUA unchanged, given its own KEYS and ARGV.
- * KEYS: every key of the admissions, each once. ARGV: the number of admissions, then per
- * admission: the number of its keys, their indexes in KEYS, the number of its arguments, then
- * its arguments (ADMIT_LUA's ARGV).
+ * after another would do, at one instant (RedisStore joins the admissions of one turn of the
+ * event loop). Each runs ADMIT_LUA's own part unchanged, given its own KEYS and ARGV; the
+ * preamble runs once (the clock, the reaping of expired leases, the expiry checks of `keep`),
+ * and each bucket is read once and written once: its state between admissions stays in the
+ * script (the same numbers a write and a read would give: fmt round-trips a double).
+ * KEYS: every key of the admissions, each once; the first two are the team's lease set and
+ * amounts hash. ARGV: the number of admissions, then per admission: the number of its keys,
+ * their indexes in KEYS, the number of its arguments, then its arguments (ADMIT_LUA's ARGV).
  * Returns ADMIT_LUA's reply per admission.
  */
 export const ADMIT_MANY_LUA = `
-local function admit(KEYS, ARGV)
-${ADMIT_LUA}
+local KEYS = KEYS
+${REAP}
+${BUCKET_LUA}
+-- Bucket key -> {tokens, at_ms}, or false when absent (full); the keys written, in order, and
+-- what was last written to each.
+local buckets, written, last = {}, {}, {}
+local store_now = store
+level = function(key, capacity, rate)
+  local b = buckets[key]
+  if b == nil then
+    local state = redis.call('HMGET', key, 'tokens', 'at_ms')
+    local tokens, at_ms = tonumber(state[1]), tonumber(state[2])
+    b = (tokens ~= nil and at_ms ~= nil) and {tokens, at_ms} or false
+    buckets[key] = b
+  end
+  if not b then return capacity end
+  return math.min(capacity, b[1] + math.max(0, now_ms - b[2]) / 1000 * rate)
 end
-local out, a = {}, 2
-for i = 1, tonumber(ARGV[1]) do
+store = function(key, capacity, rate, tokens)
+  buckets[key] = tokens < capacity and {tokens, now_ms} or false
+  if last[key] == nil then written[#written + 1] = key end
+  last[key] = {capacity, rate, tokens}
+end
+local function admit()
+${admitBody()}
+end
+local all, out, a = ARGV, {}, 2
+local joined = KEYS
+for i = 1, tonumber(all[1]) do
   local keys, argv = {}, {}
-  local nk = tonumber(ARGV[a])
-  for j = 1, nk do keys[j] = KEYS[tonumber(ARGV[a + j])] end
+  local nk = tonumber(all[a])
+  for j = 1, nk do keys[j] = joined[tonumber(all[a + j])] end
   a = a + nk + 1
-  local na = tonumber(ARGV[a])
-  for j = 1, na do argv[j] = ARGV[a + j] end
+  local na = tonumber(all[a])
+  for j = 1, na do argv[j] = all[a + j] end
   a = a + na + 1
-  out[i] = admit(keys, argv)
+  KEYS, ARGV = keys, argv
+  out[i] = admit()
+end
+for _, key in ipairs(written) do
+  local w = last[key]
+  store_now(key, w[1], w[2], w[3])
 end
 return out
 `;
