@@ -41,22 +41,18 @@ const MAX_JOINED = 64;
 /** Most keys in one MGET. */
 const MAX_JOINED_READS = 256;
 
-interface PendingRead {
+interface PendingRead extends Pending<Buffer | undefined> {
   key: string;
-  resolve: (v: Buffer | undefined) => void;
-  reject: (err: unknown) => void;
 }
 
 /** One team's settle calls of a turn of the event loop, sent as one script. */
 interface JointSettle {
   ttlMs: number;
-  calls: {
+  calls: (Pending<number[]> & {
     leaseIds: readonly string[];
     increments: readonly CounterIncrement[];
     also: SettleAlso | undefined;
-    resolve: (totals: number[]) => void;
-    reject: (err: unknown) => void;
-  }[];
+  })[];
 }
 
 // defineCommand sends EVALSHA and, on NOSCRIPT (a restarted or flushed server), resends the
@@ -186,16 +182,8 @@ export class RedisStore implements Store {
   };
 
   private sendAdmissionBatch(joint: PendingAdmission[]): void {
-    let sent: Promise<unknown[]>;
-    try {
-      sent =
-        joint.length === 1 ? this.sendAdmission(joint[0]!).then((r) => [r]) : this.sendJointAdmissions(joint);
-    } catch (err) {
-      sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
-    }
-    sent.then(
-      (replies) => joint.forEach((a, i) => a.resolve(replies[i])),
-      (err: unknown) => joint.forEach((a) => a.reject(err)),
+    fanOut(joint, () =>
+      joint.length === 1 ? this.sendAdmission(joint[0]!).then((r) => [r]) : this.sendJointAdmissions(joint),
     );
   }
 
@@ -263,25 +251,14 @@ export class RedisStore implements Store {
   };
 
   private sendSettleBatch(leaseKey: string, joint: JointSettle): void {
-    let sent: Promise<number[]>;
-    let at: number[][];
-    try {
-      ({ sent, at } = this.sendSettle(leaseKey, joint));
-    } catch (err) {
-      sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
-      at = [];
-    }
-    sent.then(
-      (totals) => joint.calls.forEach((c, i) => c.resolve(at[i]!.map((j) => totals[j]!))),
-      (err: unknown) => joint.calls.forEach((c) => c.reject(err)),
-    );
+    fanOut(joint.calls, () => this.sendSettle(leaseKey, joint));
   }
 
   /**
    * One script for a lease set's settles: the SETTLE script when they are only reservations and
-   * counters, else FINISH. `at[c]`: where call c's increments are in the joint reply.
+   * counters, else FINISH. Resolves to each call's totals.
    */
-  private sendSettle(leaseKey: string, joint: JointSettle): { sent: Promise<number[]>; at: number[][] } {
+  private sendSettle(leaseKey: string, joint: JointSettle): Promise<number[][]> {
     const leaseIds: string[] = [];
     /** Counter hash -> field -> index in `increments`. */
     const index = new Map<string, Map<string, number>>();
@@ -337,7 +314,7 @@ export class RedisStore implements Store {
       const numKeys = args.length;
       for (const i of increments) argv.str(i.field).num(integer(i.by));
       const sent = this.scripts[SETTLE](numKeys, ...argv.appendTo(args));
-      return { sent: sent.then((r) => asArray(r, n).map(toNumber)), at };
+      return sent.then((r) => perCall(asArray(r, n).map(toNumber), at));
     }
     for (const key of buckets.keys()) args.push(key);
     for (const key of slots.keys()) args.push(key);
@@ -352,7 +329,7 @@ export class RedisStore implements Store {
     }
     for (const c of caches) argv.num(Math.ceil(c.ttlMs)).str(c.value);
     const sent = this.scripts[FINISH](numKeys, ...argv.appendTo(args));
-    return { sent: sent.then((r) => asArray(r, n).map(toNumber)), at };
+    return sent.then((r) => perCall(asArray(r, n).map(toNumber), at));
   }
 
   async readCounters(keys: string[]): Promise<Record<string, number>[]> {
@@ -395,19 +372,13 @@ export class RedisStore implements Store {
   };
 
   private sendReadBatch(reads: PendingRead[]): void {
-    let sent: Promise<(Buffer | null)[]>;
-    try {
-      sent =
+    fanOut(reads, async () => {
+      const values =
         reads.length === 1
-          ? this.client.getBuffer(reads[0]!.key).then((v) => [v])
-          : this.client.mgetBuffer(...reads.map((r) => r.key));
-    } catch (err) {
-      sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
-    }
-    sent.then(
-      (values) => reads.forEach((r, i) => r.resolve(values[i] ?? undefined)),
-      (err: unknown) => reads.forEach((r) => r.reject(err)),
-    );
+          ? [await this.client.getBuffer(reads[0]!.key)]
+          : await this.client.mgetBuffer(...reads.map((r) => r.key));
+      return values.map((v) => v ?? undefined);
+    });
   }
 
   async cacheSet(key: string, value: Buffer, ttlMs: number): Promise<void> {
@@ -490,12 +461,38 @@ function toNumber(v: unknown): number {
   throw new Error(`Unexpected number in a tollgate Lua script reply: ${String(v).slice(0, 100)}`);
 }
 
+/** A call waiting for the joined command that carries it. */
+interface Pending<V> {
+  resolve: (value: V) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Sends one joined command for `calls` and gives each call its own answer (`send` resolves to
+ * one per call, in order). A failure, thrown or rejected, fails every call it carried.
+ */
+function fanOut<V>(calls: readonly Pending<V>[], send: () => Promise<V[]>): void {
+  let sent: Promise<V[]>;
+  try {
+    sent = send();
+  } catch (err) {
+    sent = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
+  sent.then(
+    (answers) => calls.forEach((c, i) => c.resolve(answers[i]!)),
+    (err: unknown) => calls.forEach((c) => c.reject(err)),
+  );
+}
+
+/** Each call's counter values, from the joint reply and where each call's counters are in it. */
+function perCall(totals: number[], at: number[][]): number[][] {
+  return at.map((indexes) => indexes.map((j) => totals[j]!));
+}
+
 /** One admission waiting for the end of its turn. */
-interface PendingAdmission {
+interface PendingAdmission extends Pending<unknown> {
   admission: Admission;
   leaseKey: string;
-  resolve: (reply: unknown) => void;
-  reject: (err: unknown) => void;
 }
 
 /** ADMIT_LUA's KEYS for one admission. */
