@@ -5,6 +5,7 @@
 // response instead of four. For a JSON answer the accounting stage runs in the same turn as the
 // others; whatever it has not taken by the end of the turn (it came first, or waits for a token
 // count) goes on its own.
+import { atEndOfTurn } from '../end-of-turn.js';
 import type { SettleAlso } from '../stores/store.js';
 import type { PipelineContext } from './types.js';
 
@@ -24,7 +25,7 @@ export function leaveForSettle<K extends keyof SettleAlso>(
   }
   const also = (ctx.settleAlso ??= {});
   also[part] = value;
-  afterTurn(() => {
+  atEndOfTurn(() => {
     if (ctx.settleAlso !== also || also[part] !== value) return; // taken
     also[part] = undefined;
     alone();
@@ -36,19 +37,4 @@ export function takeSettleAlso(ctx: PipelineContext): SettleAlso | undefined {
   const also = ctx.settleAlso;
   ctx.settleAlso = undefined;
   return also;
-}
-
-let endOfTurn: (() => void)[] | undefined;
-
-/** Runs `task` once the current turn's microtasks are done: one setImmediate for all of them. */
-function afterTurn(task: () => void): void {
-  if (!endOfTurn) {
-    endOfTurn = [];
-    setImmediate(() => {
-      const tasks = endOfTurn!;
-      endOfTurn = undefined;
-      for (const t of tasks) t();
-    });
-  }
-  endOfTurn.push(task);
 }

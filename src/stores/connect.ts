@@ -7,6 +7,7 @@
 // the interface, and ResilientStore and the app listen to them.
 import type { Socket } from 'node:net';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { flushAtEndOfTurn } from '../end-of-turn.js';
 
 export interface RedisConnectionOptions {
   /**
@@ -112,43 +113,7 @@ export function coalesceWrites(client: Redis): Redis {
   return client;
 }
 
-/**
- * Runs `batch` at the end of the current turn, before the corked sockets are written: a caller
- * that gathers a turn's calls into one command (RedisStore's settle) sends it with the rest.
- * `batch` must not throw; what it writes leaves in the same write as the turn's other commands.
- */
-export function atEndOfTurn(batch: () => void): void {
-  batches.push(batch);
-  scheduleEndOfTurn();
-}
-
 const corkedSockets = new WeakSet<Socket>();
-const batches: (() => void)[] = [];
-const uncorks: (() => void)[] = [];
-let endOfTurnScheduled = false;
-
-function scheduleEndOfTurn(): void {
-  if (endOfTurnScheduled) return;
-  endOfTurnScheduled = true;
-  setImmediate(endOfTurn);
-}
-
-function endOfTurn(): void {
-  endOfTurnScheduled = false;
-  // Batches first (one may queue another, or cork a socket): then every socket is written once.
-  // A batch that throws (a bug: they must not) does not cost the others their turn; it is
-  // reported as a process warning (stderr) rather than taking the gateway down.
-  for (let i = 0; i < batches.length; i++) {
-    try {
-      batches[i]!();
-    } catch (err) {
-      process.emitWarning(err instanceof Error ? err : new Error(String(err)), 'TollgateStoreBatchWarning');
-    }
-  }
-  batches.length = 0;
-  for (let i = 0; i < uncorks.length; i++) uncorks[i]!();
-  uncorks.length = 0;
-}
 
 function corkPerTurn(socket: Socket | undefined): void {
   if (!socket || corkedSockets.has(socket)) return;
@@ -163,8 +128,7 @@ function corkPerTurn(socket: Socket | undefined): void {
     if (!corked) {
       corked = true;
       socket.cork();
-      uncorks.push(uncork);
-      scheduleEndOfTurn();
+      flushAtEndOfTurn(uncork);
     }
     return write(...args);
   };

@@ -12,7 +12,7 @@ import { ACQUIRE_LUA } from './lua/acquire.js';
 import { ADMIT_LUA, ADMIT_MANY_LUA } from './lua/admit.js';
 import { ADJUST_LUA } from './lua/adjust.js';
 import { RESERVE_LUA, SETTLE_LUA } from './lua/budget.js';
-import { atEndOfTurn } from './connect.js';
+import { atEndOfTurn } from '../end-of-turn.js';
 import { FINISH_LUA } from './lua/finish.js';
 import { PACKED_ARGV_LUA } from './lua/packed.js';
 import { TAKE_LUA } from './lua/take.js';

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Socket } from 'node:net';
 import type { Redis } from 'ioredis';
-import { atEndOfTurn, createRedisClient } from '../../src/stores/connect.js';
+import { atEndOfTurn } from '../../src/end-of-turn.js';
+import { createRedisClient } from '../../src/stores/connect.js';
 import { randomKeyPrefix, redisUrl, waitUntilReady } from './store.contract.js';
 
 /** Counts the writes the socket's stream machinery hands to the OS layer. */
