@@ -3,6 +3,7 @@
 // writes of whole lines, every 32 KiB or second) and flushed on close. The file is opened with
 // O_APPEND and each write holds whole lines, so replicas on one host may share a file.
 import pino from 'pino';
+import { LineBatch } from '../log.js';
 
 export interface Ledger {
   append(record: object): void;
@@ -10,6 +11,7 @@ export interface Ledger {
 }
 
 const FLUSH_INTERVAL_MS = 1_000;
+const BATCH_BYTES = 32 * 1024;
 
 export function openLedger(path: string): Ledger {
   const dest = pino.destination({
@@ -17,19 +19,21 @@ export function openLedger(path: string): Ledger {
     append: true,
     mkdir: true,
     sync: false,
-    minLength: 32 * 1024,
+    minLength: BATCH_BYTES,
     maxWrite: 64 * 1024,
   });
-  const timer = setInterval(() => dest.flush(), FLUSH_INTERVAL_MS).unref();
+  const lines = new LineBatch(dest, BATCH_BYTES);
+  const timer = setInterval(() => lines.flush(), FLUSH_INTERVAL_MS).unref();
   let closed = false;
   return {
     append(record) {
-      if (!closed) dest.write(`${JSON.stringify(record)}\n`);
+      if (!closed) lines.write(`${JSON.stringify(record)}\n`);
     },
     close() {
       if (closed) return;
       closed = true;
       clearInterval(timer);
+      lines.close();
       // Waits for a write in progress, then writes the rest synchronously: nothing is lost.
       try {
         dest.flushSync();

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isoTimeMemo, LogLine } from '../../src/log.js';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { isoTimeMemo, LineBatch, LogLine, type BatchSink } from '../../src/log.js';
 import { createLogSink } from '../helpers/log-sink.js';
 
 describe('logger', () => {
@@ -79,6 +81,104 @@ describe('LogLine', () => {
     assert.deepEqual(
       sink.lines.map((l) => l.msg),
       ['marker'],
+    );
+  });
+});
+
+/** A sink that records what it is handed and how it is flushed. */
+function recordingSink(): BatchSink & { writes: string[]; flushes: number; syncFlushes: number } {
+  return {
+    writes: [],
+    flushes: 0,
+    syncFlushes: 0,
+    write(data) {
+      this.writes.push(data);
+      return true;
+    },
+    flush(cb) {
+      this.flushes++;
+      cb?.();
+    },
+    flushSync() {
+      this.syncFlushes++;
+    },
+  };
+}
+
+describe('LineBatch', () => {
+  it('hands lines on joined, one string per batch, in order', () => {
+    const sink = recordingSink();
+    const lines = new LineBatch(sink, 10);
+    try {
+      lines.write('aaaa\n');
+      lines.write('bbb\n');
+      assert.deepEqual(sink.writes, [], 'below the batch size nothing is written');
+      lines.write('cc\n');
+      assert.deepEqual(sink.writes, ['aaaa\nbbb\ncc\n']);
+      lines.write('a line longer than the batch\n');
+      assert.deepEqual(sink.writes, ['aaaa\nbbb\ncc\n', 'a line longer than the batch\n']);
+    } finally {
+      lines.close();
+    }
+  });
+
+  it('flush and flushSync pass the rest on first, then flush the sink', () => {
+    const sink = recordingSink();
+    const lines = new LineBatch(sink, 1024);
+    try {
+      lines.write('one\n');
+      let called = 0;
+      lines.flush(() => called++);
+      assert.deepEqual(sink.writes, ['one\n']);
+      assert.equal(sink.flushes, 1);
+      assert.equal(called, 1);
+      lines.write('two\n');
+      lines.flushSync();
+      assert.deepEqual(sink.writes, ['one\n', 'two\n']);
+      assert.equal(sink.syncFlushes, 1);
+      lines.flush();
+      assert.deepEqual(sink.writes, ['one\n', 'two\n'], 'an empty batch is not written');
+    } finally {
+      lines.close();
+    }
+  });
+
+  it('close passes the rest on and stops listening for the exit', () => {
+    const before = process.listenerCount('exit');
+    const sink = recordingSink();
+    const lines = new LineBatch(sink, 1024);
+    assert.equal(process.listenerCount('exit'), before + 1);
+    lines.write('last\n');
+    lines.close();
+    assert.deepEqual(sink.writes, ['last\n']);
+    assert.equal(process.listenerCount('exit'), before);
+  });
+
+  it("the gateway's stdout logger loses no line when the process exits without a flush", async () => {
+    // 3,000 lines of ~100 bytes: nine 32 KiB batches written, the rest still batched at exit.
+    const script = [
+      "import { createLogger } from './src/log.ts';",
+      "const log = createLogger('info');",
+      "for (let i = 0; i < 3000; i++) log.info({ i, pad: 'x'.repeat(40) }, 'line');",
+      'process.exit(0);',
+    ].join('\n');
+    const root = path.resolve(import.meta.dirname, '../..');
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (s: string) => (out += s));
+    const code = await new Promise((resolve) => child.once('close', resolve));
+    assert.equal(code, 0);
+    const seen = out
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { i: number }).i);
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 3000 }, (_, i) => i),
     );
   });
 });
