@@ -10,6 +10,7 @@ import type { Ledger } from '../../accounting/ledger.js';
 import { microsToUsd, spendIncrements, type SpendRecord } from '../../accounting/spend.js';
 import type { SpendWriter } from '../../accounting/spend-writer.js';
 import { ClientAbortedError } from '../../providers/upstream-client.js';
+import { atEndOfTurn } from '../../end-of-turn.js';
 import { ChunkPipe } from '../chunk-pipe.js';
 import { takeSettleAlso } from '../settle-also.js';
 import type { Keys } from '../../stores/keys.js';
@@ -91,43 +92,49 @@ export function createAccountingStage(deps: AccountingDeps, options: AccountingO
       cachedTokens: hit ? 0 : (usage?.prompt_tokens_details?.cached_tokens ?? 0),
       reasoningTokens: hit ? 0 : (usage?.completion_tokens_details?.reasoning_tokens ?? 0),
     };
-    deps.onCost?.({
-      team: r.team,
-      keyId: r.keyId,
-      model: r.model,
-      deployment: ctx.deployment,
-      usage,
-      costMicros,
-      savedMicros,
-      estimated,
-      cacheHit: hit,
-    });
-    ledger?.append({
-      time: new Date(now()).toISOString(),
-      reqId: ctx.reqId,
-      team: r.team,
-      keyId: r.keyId,
-      feature: r.feature,
-      model: r.model,
-      deployment: ctx.deployment?.id,
-      cache: ctx.logFields.cache,
-      prompt_tokens: r.promptTokens,
-      completion_tokens: r.completionTokens,
-      cached_tokens: r.cachedTokens,
-      reasoning_tokens: r.reasoningTokens,
-      cost_micros: costMicros,
-      saved_micros: savedMicros,
-      estimated,
-    });
-    // What the limits and cache stages left for this request's settle call (settle-also.ts).
+    // What the limits and cache stages left for this request's settle call (settle-also.ts):
+    // taken now, so that their own end-of-turn fallback does not send it on its own.
     const also = takeSettleAlso(ctx);
-    spend.add(
-      r.team,
-      ctx.budgetLeaseId,
-      spendIncrements(keys, r, now(), options.hourly),
-      ctx.budgetCounters,
-      also,
-    );
+    const spendAt = now();
+    const leaseId = ctx.budgetLeaseId;
+    const counters = ctx.budgetCounters;
+    const cache = ctx.logFields.cache;
+    const deployment = ctx.deployment;
+    // The metrics, the ledger line and the spend wait for the end of the turn: a JSON answer
+    // is written to its socket first (~13 µs of this per request at saturation, on every
+    // answer's latency otherwise). The log line's fields above cannot wait: the line is
+    // written when the response finishes, which may be before.
+    atEndOfTurn(() => {
+      deps.onCost?.({
+        team: r.team,
+        keyId: r.keyId,
+        model: r.model,
+        deployment,
+        usage,
+        costMicros,
+        savedMicros,
+        estimated,
+        cacheHit: hit,
+      });
+      ledger?.append({
+        time: new Date(spendAt).toISOString(),
+        reqId: ctx.reqId,
+        team: r.team,
+        keyId: r.keyId,
+        feature: r.feature,
+        model: r.model,
+        deployment: deployment?.id,
+        cache,
+        prompt_tokens: r.promptTokens,
+        completion_tokens: r.completionTokens,
+        cached_tokens: r.cachedTokens,
+        reasoning_tokens: r.reasoningTokens,
+        cost_micros: costMicros,
+        saved_micros: savedMicros,
+        estimated,
+      });
+      spend.add(r.team, leaseId, spendIncrements(keys, r, spendAt, options.hourly), counters, also);
+    });
     return usage;
   }
 

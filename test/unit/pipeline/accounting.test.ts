@@ -79,7 +79,15 @@ function setup(opts: { budgets?: BudgetConfig[]; price?: number | null } = {}) {
   return { store, stage, alerts, costs };
 }
 
-const settled = () => new Promise((r) => setTimeout(r, 5));
+/**
+ * After the answer: the end of the turn (spend added), the spend writer's flush (the turn after),
+ * then a little time for what the writes call back. Turns first, not a timer alone: under a busy
+ * loop a 5 ms timer can come due before the flush's turn.
+ */
+async function settled(): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setTimeout(resolve, 5));
+}
 
 async function* chunks(list: string[], fail?: Error): AsyncGenerator<Chunk> {
   for (const c of list) yield { data: c };
@@ -113,6 +121,21 @@ describe('accounting stage', () => {
     assert.equal(costs[0]!.costMicros, 120_000);
   });
 
+  it('fills the log fields before answering; metrics and spend wait for the end of the turn', async () => {
+    const { stage, store, costs } = setup();
+    const c = ctx();
+    await stage(c, async () => ({ kind: 'json', status: 200, headers: {}, body: {}, usage: usage(100, 20) }));
+    // The answer is back (the route writes it now): its line's fields are there, nothing else yet.
+    assert.equal(c.logFields.cost_usd, 0.12);
+    assert.equal(costs.length, 0, "the metrics are not on the answer's path");
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(costs.length, 1);
+    assert.equal(costs[0]!.costMicros, 120_000);
+    await settled();
+    const [day] = await store.readCounters([DAY]);
+    assert.equal(day!.cost, 120_000);
+  });
+
   it('charges nothing for a cache hit and records what it saved', async () => {
     const { stage, store } = setup();
     const c = ctx({ deployment: undefined });
@@ -132,6 +155,7 @@ describe('accounting stage', () => {
     const c = ctx();
     await stage(c, async () => ({ kind: 'json', status: 200, headers: {}, body: {}, usage: usage(100, 20) }));
     assert.equal(c.logFields.cost_usd, null);
+    await settled();
     assert.equal(costs[0]!.costMicros, null);
   });
 

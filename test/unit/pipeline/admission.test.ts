@@ -274,6 +274,8 @@ describe('admission in one store call (limits stage with the budgets)', () => {
     const request = (content: string) =>
       makePipelineContext({ body: { model: 'm', temperature: 0, messages: [{ role: 'user', content }] } });
     await next(request('q'));
+    // The spend is added at the end of the turn, after the answer is written.
+    await new Promise((resolve) => setImmediate(resolve));
     await spend.flush();
     assert.equal(calls.get('admit'), 1);
     for (const op of ['release', 'adjust', 'cacheSet'])
