@@ -14,8 +14,7 @@ for i = 1, #KEYS do
   local rate = tonumber(ARGV[3 * i - 1])
   local cost = tonumber(ARGV[3 * i])
   local tokens = math.min(capacity, level(KEYS[i], capacity, rate) - cost)
-  store(KEYS[i], capacity, rate, tokens)
-  reply[2 * i - 1] = fmt(tokens)
+  reply[2 * i - 1] = store(KEYS[i], capacity, rate, tokens) or fmt(tokens)
   reply[2 * i] = fmt(reset_ms(capacity, rate, tokens))
 end
 return reply

@@ -36,7 +36,7 @@ local b = check_buckets(2 + nb, T, nt)
 local slot_key = KEYS[3 + nb + nt]
 local holders, slot_free = 0, true
 if has_slot then
-  redis.call('ZREMRANGEBYSCORE', slot_key, '-inf', fmt(now_ms))
+  redis.call('ZREMRANGEBYSCORE', slot_key, '-inf', now_text)
   holders = redis.call('ZCARD', slot_key)
   slot_free = holders < slot_limit or redis.call('ZSCORE', slot_key, slot_id) ~= false
 end

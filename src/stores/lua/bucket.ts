@@ -28,6 +28,9 @@ local now_ms = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
 local function fmt(x)
   return string.format('%.17g', x)
 end
+-- The clock as written into every bucket this call stores: formatted once (each string.format
+-- costs about as much as a redis.call in a script).
+local now_text = fmt(now_ms)
 
 -- The tokens now: what was left plus the refill since, capped at capacity. Absent is full.
 local function level(key, capacity, rate)
@@ -69,12 +72,14 @@ local function check_buckets(k0, a0, n)
   return b
 end
 
+-- Returns the tokens as written (formatted), or nil when the bucket was deleted (full).
 local function store(key, capacity, rate, tokens)
   if tokens >= capacity then
     redis.call('DEL', key)
-    return
+    return nil
   end
-  redis.call('HSET', key, 'tokens', fmt(tokens), 'at_ms', fmt(now_ms))
+  local text = fmt(tokens)
+  redis.call('HSET', key, 'tokens', text, 'at_ms', now_text)
   if rate > 0 then
     local ttl_ms = math.min(reset_ms(capacity, rate, tokens) + ${BUCKET_TTL_MARGIN_MS}, ${BUCKET_TTL_MAX_MS})
     redis.call('PEXPIRE', key, ttl_ms)
@@ -82,18 +87,19 @@ local function store(key, capacity, rate, tokens)
     -- A bucket that never refills is a fixed quota: it stays until something deletes it.
     redis.call('PERSIST', key)
   end
+  return text
 end
 
 -- Puts remaining and resetMs of each checked bucket into reply from index r + 1: charged when
 -- pay is true (and then stored), as found otherwise.
 local function bucket_reply(reply, r, k0, b, n, pay)
   for i = 1, n do
-    local tokens = b.levels[i]
+    local tokens, text = b.levels[i], nil
     if pay then
       tokens = math.min(b.capacity[i], b.levels[i] - b.cost[i])
-      store(KEYS[k0 + i], b.capacity[i], b.rate[i], tokens)
+      text = store(KEYS[k0 + i], b.capacity[i], b.rate[i], tokens)
     end
-    reply[r + 2 * i - 1] = fmt(tokens)
+    reply[r + 2 * i - 1] = text or fmt(tokens)
     reply[r + 2 * i] = fmt(reset_ms(b.capacity[i], b.rate[i], tokens))
   end
 end
