@@ -45,14 +45,12 @@ interface PendingRead extends Pending<Buffer | undefined> {
   key: string;
 }
 
-/** One team's settle calls of a turn of the event loop, sent as one script. */
-interface JointSettle {
+/** One settle call waiting for the end of its turn. */
+interface PendingSettle extends Pending<number[]> {
+  leaseIds: readonly string[];
+  increments: readonly CounterIncrement[];
   ttlMs: number;
-  calls: (Pending<number[]> & {
-    leaseIds: readonly string[];
-    increments: readonly CounterIncrement[];
-    also: SettleAlso | undefined;
-  })[];
+  also: SettleAlso | undefined;
 }
 
 // defineCommand sends EVALSHA and, on NOSCRIPT (a restarted or flushed server), resends the
@@ -85,13 +83,25 @@ export class RedisStore implements Store {
   /** The client this store owns: close() quits it. ResilientStore watches its status. */
   readonly client: RedisClient;
   private readonly scripts: ScriptCommands;
-  /** This turn's cache reads, sent together at its end. */
-  private reads: { key: string; resolve: (v: Buffer | undefined) => void; reject: (err: unknown) => void }[] =
-    [];
-  /** This turn's admissions, by lease set (one per team), sent together at its end. */
-  private admissions = new Map<string, PendingAdmission[]>();
-  /** This turn's settle calls, by lease set (one per team), sent together at its end. */
-  private settles = new Map<string, JointSettle>();
+  /** This turn's admissions, by lease set (one per team): one script per team. */
+  private readonly admissions = new PerTurn<PendingAdmission, unknown>(MAX_JOINED, (_, joint) =>
+    joint.length === 1 ? this.sendAdmission(joint[0]!).then((r) => [r]) : this.sendJointAdmissions(joint),
+  );
+  /** This turn's settle calls, by lease set (one per team): one script per team. */
+  private readonly settles = new PerTurn<PendingSettle, number[]>(MAX_JOINED, (leaseKey, joint) =>
+    this.sendSettle(leaseKey, joint),
+  );
+  /** This turn's cache reads (standalone Redis): GET for one, else one MGET. */
+  private readonly reads = new PerTurn<PendingRead, Buffer | undefined>(
+    MAX_JOINED_READS,
+    async (_, reads) => {
+      const values =
+        reads.length === 1
+          ? [await this.client.getBuffer(reads[0]!.key)]
+          : await this.client.mgetBuffer(...reads.map((r) => r.key));
+      return values.map((v) => v ?? undefined);
+    },
+  );
 
   constructor(client: RedisClient) {
     this.client = client;
@@ -161,30 +171,10 @@ export class RedisStore implements Store {
     // Joined with the team's other admissions of this turn (one script runs them in order).
     // The lease keys name the team's hash slot even with no budget to reserve.
     const leaseKey = budget?.lease.key ?? `${slot!.key}:leases`;
-    const reply = await new Promise<unknown>((resolve, reject) => {
-      let joint = this.admissions.get(leaseKey);
-      if (!joint) {
-        this.admissions.set(leaseKey, (joint = []));
-        if (this.admissions.size === 1) atEndOfTurn(this.sendAdmissions);
-      }
-      joint.push({ admission, leaseKey, resolve, reject });
-    });
-    return admissionResult(admission, reply);
-  }
-
-  /** The admissions this turn gathered: one script per team. */
-  private readonly sendAdmissions = (): void => {
-    const admissions = this.admissions;
-    this.admissions = new Map();
-    for (const all of admissions.values())
-      for (let from = 0; from < all.length; from += MAX_JOINED)
-        this.sendAdmissionBatch(all.slice(from, from + MAX_JOINED));
-  };
-
-  private sendAdmissionBatch(joint: PendingAdmission[]): void {
-    fanOut(joint, () =>
-      joint.length === 1 ? this.sendAdmission(joint[0]!).then((r) => [r]) : this.sendJointAdmissions(joint),
+    const reply = await new Promise<unknown>((resolve, reject) =>
+      this.admissions.add(leaseKey, { admission, leaseKey, resolve, reject }),
     );
+    return admissionResult(admission, reply);
   }
 
   private sendAdmission(a: PendingAdmission): Promise<unknown> {
@@ -193,7 +183,7 @@ export class RedisStore implements Store {
   }
 
   /** ADMIT_MANY: the keys once each, every admission's ARGV after the indexes of its keys. */
-  private async sendJointAdmissions(joint: PendingAdmission[]): Promise<unknown[]> {
+  private async sendJointAdmissions(joint: readonly PendingAdmission[]): Promise<unknown[]> {
     const keys: ScriptArg[] = [];
     const index = new Map<string, number>();
     const argv = new PackedArgs().num(joint.length);
@@ -226,39 +216,16 @@ export class RedisStore implements Store {
     // Joined with the team's other settles of this turn: at saturation a turn finishes several
     // requests of a team, and one call with their summed counters costs less than one call
     // each (ioredis spends per command and per argument, Redis per script run).
-    return new Promise((resolve, reject) => {
-      let joint = this.settles.get(leaseKey);
-      if (!joint) {
-        joint = { ttlMs, calls: [] };
-        this.settles.set(leaseKey, joint);
-        if (this.settles.size === 1) atEndOfTurn(this.sendSettles);
-      }
-      joint.ttlMs = Math.max(joint.ttlMs, ttlMs);
-      joint.calls.push({ leaseIds, increments, also, resolve, reject });
-    });
-  }
-
-  /** The settles this turn gathered: one script per lease set (team). */
-  private readonly sendSettles = (): void => {
-    const settles = this.settles;
-    this.settles = new Map();
-    for (const [leaseKey, all] of settles) {
-      for (let from = 0; from < all.calls.length; from += MAX_JOINED) {
-        const joint = { ttlMs: all.ttlMs, calls: all.calls.slice(from, from + MAX_JOINED) };
-        this.sendSettleBatch(leaseKey, joint);
-      }
-    }
-  };
-
-  private sendSettleBatch(leaseKey: string, joint: JointSettle): void {
-    fanOut(joint.calls, () => this.sendSettle(leaseKey, joint));
+    return new Promise((resolve, reject) =>
+      this.settles.add(leaseKey, { leaseIds, increments, ttlMs, also, resolve, reject }),
+    );
   }
 
   /**
    * One script for a lease set's settles: the SETTLE script when they are only reservations and
    * counters, else FINISH. Resolves to each call's totals.
    */
-  private sendSettle(leaseKey: string, joint: JointSettle): Promise<number[][]> {
+  private sendSettle(leaseKey: string, joint: readonly PendingSettle[]): Promise<number[][]> {
     const leaseIds: string[] = [];
     /** Counter hash -> field -> index in `increments`. */
     const index = new Map<string, Map<string, number>>();
@@ -269,7 +236,9 @@ export class RedisStore implements Store {
     /** Slot set -> the ids to release. */
     const slots = new Map<string, string[]>();
     const caches: { key: string; value: Buffer; ttlMs: number }[] = [];
-    for (const call of joint.calls) {
+    let ttlMs = 0;
+    for (const call of joint) {
+      ttlMs = Math.max(ttlMs, call.ttlMs);
       for (const id of call.leaseIds) leaseIds.push(id);
       const mine: number[] = [];
       for (const inc of call.increments) {
@@ -303,13 +272,12 @@ export class RedisStore implements Store {
         else caches.push(cache);
       }
     }
-    const ttlMs = Math.ceil(joint.ttlMs);
     const n = increments.length;
     const args: ScriptArg[] = [leaseKey, leaseAmountsKey(leaseKey)];
     for (const i of increments) args.push(i.key);
     const argv = new PackedArgs().num(leaseIds.length);
     for (const id of leaseIds) argv.str(id);
-    argv.num(ttlMs);
+    argv.num(Math.ceil(ttlMs));
     if (buckets.size === 0 && slots.size === 0 && caches.length === 0) {
       const numKeys = args.length;
       for (const i of increments) argv.str(i.field).num(integer(i.by));
@@ -357,28 +325,7 @@ export class RedisStore implements Store {
   cacheGet(key: string): Promise<Buffer | undefined> {
     // A Cluster spreads entries over every node: a GET each. Standalone, the turn's reads are one MGET.
     if (this.client.isCluster) return this.client.getBuffer(key).then((v) => v ?? undefined);
-    return new Promise((resolve, reject) => {
-      if (this.reads.length === 0) atEndOfTurn(this.sendReads);
-      this.reads.push({ key, resolve, reject });
-    });
-  }
-
-  /** The cache reads this turn gathered: GET for one, else one MGET. */
-  private readonly sendReads = (): void => {
-    const all = this.reads;
-    this.reads = [];
-    for (let from = 0; from < all.length; from += MAX_JOINED_READS)
-      this.sendReadBatch(all.slice(from, from + MAX_JOINED_READS));
-  };
-
-  private sendReadBatch(reads: PendingRead[]): void {
-    fanOut(reads, async () => {
-      const values =
-        reads.length === 1
-          ? [await this.client.getBuffer(reads[0]!.key)]
-          : await this.client.mgetBuffer(...reads.map((r) => r.key));
-      return values.map((v) => v ?? undefined);
-    });
+    return new Promise((resolve, reject) => this.reads.add('', { key, resolve, reject }));
   }
 
   async cacheSet(key: string, value: Buffer, ttlMs: number): Promise<void> {
@@ -465,6 +412,39 @@ function toNumber(v: unknown): number {
 interface Pending<V> {
   resolve: (value: V) => void;
   reject: (err: unknown) => void;
+}
+
+/**
+ * Calls gathered by group during one turn of the event loop and sent at its end: `send` gets a
+ * group's calls in order, at most `max` at a time, and sends one joined command for them.
+ */
+class PerTurn<P extends Pending<V>, V> {
+  private groups = new Map<string, P[]>();
+
+  constructor(
+    private readonly max: number,
+    private readonly send: (group: string, calls: readonly P[]) => Promise<V[]>,
+  ) {}
+
+  add(group: string, call: P): void {
+    let calls = this.groups.get(group);
+    if (!calls) {
+      if (this.groups.size === 0) atEndOfTurn(this.flush);
+      this.groups.set(group, (calls = []));
+    }
+    calls.push(call);
+  }
+
+  private readonly flush = (): void => {
+    const groups = this.groups;
+    this.groups = new Map();
+    for (const [group, calls] of groups) {
+      for (let from = 0; from < calls.length; from += this.max) {
+        const some = calls.slice(from, from + this.max);
+        fanOut(some, () => this.send(group, some));
+      }
+    }
+  };
 }
 
 /**
