@@ -82,6 +82,12 @@ export const DEFAULT_LIMITS = {
    */
   bytesPerToken: 3,
   expectedCompletionTokens: 1_024,
+  /**
+   * Eight tickets cover a team's requests in flight at a few thousand requests per second on one
+   * replica; two seconds bounds how long an idle replica holds them; a half of every limit left
+   * keeps them away from teams that could need what they hold.
+   */
+  admitAhead: { tickets: 8, maxAgeMs: 2_000, headroom: 0.5 },
 } as const;
 
 export const DEFAULT_ROUTING = {

@@ -37,6 +37,7 @@ import {
   type RoutingConfig,
   type StrategyName,
   type Config,
+  type AdmitAheadConfig,
   type LimitsConfig,
   type RateLimitConfig,
   type RedisConfig,
@@ -228,7 +229,7 @@ interface FileShape {
     };
   };
   cache?: Partial<Omit<CacheConfig, 'models'>> & { models?: Record<string, Partial<TeamCacheConfig>> };
-  limits?: Partial<LimitsConfig>;
+  limits?: Partial<Omit<LimitsConfig, 'admitAhead'>> & { admitAhead?: Partial<AdmitAheadConfig> };
   tiers?: Record<string, Partial<TierConfig>>;
   accounting?: Partial<Omit<AccountingConfig, 'webhook' | 'anomaly'>> & {
     webhook?: Partial<NonNullable<AccountingConfig['webhook']>> & { url: string };
@@ -535,7 +536,11 @@ function finish(file: FileShape, source: string, env: Env): Config {
     ...file.cache,
     models: Object.fromEntries(Object.entries(file.cache?.models ?? {}).map(([m, c]) => [m, cachePolicy(c)])),
   };
-  const limitsConfig: LimitsConfig = { ...DEFAULT_LIMITS, ...file.limits };
+  const limitsConfig: LimitsConfig = {
+    ...DEFAULT_LIMITS,
+    ...file.limits,
+    admitAhead: { ...DEFAULT_LIMITS.admitAhead, ...file.limits?.admitAhead },
+  };
 
   if (problems.length > 0) throw new ConfigError(source, problems);
   return Object.freeze({

@@ -255,6 +255,21 @@ export interface LimitsConfig {
   bytesPerToken: number;
   /** Completion tokens reserved when a request sets no max_tokens / max_completion_tokens. */
   expectedCompletionTokens: number;
+  /**
+   * Admission ahead (Redis store only): admissions made in advance for the next requests of a
+   * team, key and model, so that a request far from every limit does not wait for its admission
+   * script (pipeline/limits/ahead.ts).
+   */
+  admitAhead: AdmitAheadConfig;
+}
+
+export interface AdmitAheadConfig {
+  /** Most tickets (admissions made ahead) kept per team, key and model, per replica; 0: off. */
+  tickets: number;
+  /** A ticket unused for this long is given back (ms). */
+  maxAgeMs: number;
+  /** Tickets are kept only while every limit and budget has this share (0-1) left. */
+  headroom: number;
 }
 
 export interface CorsConfig {
@@ -482,6 +497,15 @@ export const configFileSchema = {
       properties: {
         bytesPerToken: { type: 'number', exclusiveMinimum: 0 },
         expectedCompletionTokens: { type: 'integer', minimum: 0 },
+        admitAhead: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            tickets: { type: 'integer', minimum: 0, maximum: 1024 },
+            maxAgeMs: { type: 'integer', minimum: 50, maximum: 60_000 },
+            headroom: { type: 'number', minimum: 0, maximum: 1 },
+          },
+        },
       },
     },
     providers: {

@@ -13,3 +13,8 @@ let issued = 0;
 export function holderId(ctx: PipelineContext): string {
   return (ctx.holderId ??= `${PROCESS}.${(++issued).toString(36)}`);
 }
+
+/** A holder id of its own, for an admission made before its request arrives (limits/ahead.ts). */
+export function newHolderId(): string {
+  return `${PROCESS}.${(++issued).toString(36)}`;
+}

@@ -22,6 +22,7 @@ import { createBudgetPlanner } from './stages/budget.js';
 import { estimateTokens } from './limits/estimate.js';
 import { createCacheStage, type CacheOptions } from './stages/cache.js';
 import { createLimits } from './stages/limits.js';
+import { ResilientStore } from '../stores/resilient-store.js';
 import { createProviderStage } from './stages/provider.js';
 import { createAttemptsStage, type AttemptEvents } from './stages/attempts.js';
 import { Cooldowns } from './routing/cooldown.js';
@@ -74,6 +75,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       store,
       keys,
       log,
+      storeUp: store instanceof ResilientStore ? () => !store.degraded : undefined,
       budget: createBudgetPlanner(
         {
           keys,
@@ -86,7 +88,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       ),
     },
     // A lost release (a crashed replica) frees its slot once the longest request could be over.
-    { teams: config.teams, limits: config.limits, slotLeaseMs: leaseMs },
+    // Admission ahead saves a request the admission's round trip: only Redis has one.
+    {
+      teams: config.teams,
+      limits: config.limits,
+      slotLeaseMs: leaseMs,
+      ahead: store.kind === 'redis' ? config.limits.admitAhead : undefined,
+    },
   );
   const stages: Stage[] = [
     createAccountingStage(
@@ -106,6 +114,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     next: compose(stages, createProviderStage(providers)),
     close: async () => {
       cooldowns.close();
+      await limits.close();
       await spend.flush();
     },
   };

@@ -20,6 +20,13 @@ describe('two gateway processes sharing one Redis', () => {
   const addresses: string[] = [];
   const team = makeTeam('shared');
   team.entry = { ...team.entry, limits: { rpm: 10 } } as typeof team.entry;
+  // One request at a time: each replica keeps tickets (admissions made ahead) for the next.
+  const steady = makeTeam('steady');
+  steady.entry = {
+    ...steady.entry,
+    limits: { rpm: 20, tpm: 1_000_000, concurrency: 8 },
+    budgets: [{ period: 'day', usd: 100 }],
+  } as typeof steady.entry;
 
   before(async () => {
     fake = await startFakeUpstream({ recordRequests: false });
@@ -28,7 +35,7 @@ describe('two gateway processes sharing one Redis', () => {
     writeFileSync(
       file,
       stringify(
-        baseConfig(fake.url, [team], {
+        baseConfig(fake.url, [team, steady], {
           store: {
             type: 'redis',
             redis: { url: REDIS_URL, keyPrefix: `tg:test:${randomBytes(4).toString('hex')}:` },
@@ -62,5 +69,30 @@ describe('two gateway processes sharing one Redis', () => {
     //    (per-process limits would have let 20 through).
     assert.equal(statuses.filter((s) => s === 200).length, 10, JSON.stringify(statuses));
     assert.equal(statuses.filter((s) => s === 429).length, 30);
+  });
+
+  it('admits exactly the limit with admission ahead, one request at a time', async () => {
+    // Alternating, one after another: each process admits most of its requests with a ticket
+    // made after its previous one, and gives tickets back once the limit is near. 20 per
+    // minute refill one request every 3 s, more than this takes.
+    const statuses: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      const r = await fetch(`${addresses[i % 2]}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${steady.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `s${i}` }] }),
+      });
+      await r.arrayBuffer();
+      statuses.push(r.status);
+      // Past the request's settle: the ticket for the next one is made.
+      await new Promise((done) => setTimeout(done, 20));
+    }
+    assert.equal(statuses.filter((s) => s === 200).length, 20, JSON.stringify(statuses));
+    assert.equal(statuses.filter((s) => s === 429).length, 10);
+    const ahead = procs.map((p) => (p.stdout().match(/"admitted_ahead":true/g) ?? []).length);
+    assert.ok(
+      ahead.every((n) => n > 0),
+      `each process admitted requests ahead: ${ahead.join(', ')}`,
+    );
   });
 });

@@ -21,6 +21,8 @@ import { withReconcile } from '../limits/reconcile.js';
 import type { Next, Outcome, PipelineContext, Stage } from '../types.js';
 import type { Cancellation } from '../abort.js';
 import { leaveForSettle } from '../settle-also.js';
+import { AdmissionsAhead, type AheadOptions, type Need, type Ticket } from '../limits/ahead.js';
+import type { Admission } from '../../stores/store.js';
 
 export interface LimitsDeps {
   store: Store;
@@ -28,6 +30,11 @@ export interface LimitsDeps {
   log: Logger;
   /** The budgets to reserve in the same store call, when the pipeline has them. */
   budget?: BudgetPlanner | undefined;
+  /**
+   * False while the store is away (ResilientStore degraded): tickets are then neither made nor
+   * used, so a request gets what the store's policy says (local limits or a 503), as without them.
+   */
+  storeUp?: (() => boolean) | undefined;
 }
 
 export interface LimitsOptions {
@@ -35,6 +42,8 @@ export interface LimitsOptions {
   limits: LimitsConfig;
   /** How long a concurrency slot is held at most if its release is lost (a crashed replica). */
   slotLeaseMs: number;
+  /** Admission ahead (limits/ahead.ts): worth it where admitting costs a round trip (Redis). */
+  ahead?: AheadOptions | undefined;
 }
 
 /** One limit that applies to a request: its bucket and how to talk about it. */
@@ -55,10 +64,17 @@ export interface PreparedAdmission {
   tl: TeamLimitsConfig | undefined;
   limits: Limit[];
   estimate: ReturnType<typeof estimateTokens>;
-  admission: { takes: Take[]; slot: SlotRequest | undefined; budget: BudgetPlan['request'] | undefined };
+  admission: Admission;
   budget: BudgetPlan | undefined;
   /** The first admit call, when started ahead; the stage makes it otherwise. */
   first: Promise<AdmissionResult> | undefined;
+  /** With admission ahead: the request's shape and what it needs from a ticket. */
+  shape: string | undefined;
+  need: Need | undefined;
+  /** The ticket the request was admitted with, if any: `admission` is then the ticket's. */
+  ticket: Ticket | undefined;
+  /** The request's own admission and holder id, when a ticket stands in for them. */
+  own: { admission: Admission; holderId: string | undefined } | undefined;
 }
 
 /** Starts a request's admission ahead of the limits stage, or gives back what it took. */
@@ -73,8 +89,20 @@ export function createLimitsStage(deps: LimitsDeps, options: LimitsOptions): Sta
   return createLimits(deps, options).stage;
 }
 
-export function createLimits(deps: LimitsDeps, options: LimitsOptions): { stage: Stage; admitter: Admitter } {
+export interface Limits {
+  stage: Stage;
+  admitter: Admitter;
+  /** Gives back the tickets admission ahead holds (shutdown). */
+  close(): Promise<void>;
+}
+
+export function createLimits(deps: LimitsDeps, options: LimitsOptions): Limits {
   const { store, keys, log } = deps;
+  const storeUp = deps.storeUp ?? (() => true);
+  const ahead =
+    options.ahead && options.ahead.tickets > 0
+      ? new AdmissionsAhead({ store, giveBack: (a) => giveBack(a, undefined) }, options.ahead)
+      : undefined;
   const byTeam = new Map<string, TeamLimitsConfig>();
   for (const t of options.teams) if (t.limits) byTeam.set(t.name, t.limits);
   const queues = new Map<string, TeamQueue>();
@@ -115,25 +143,68 @@ export function createLimits(deps: LimitsDeps, options: LimitsOptions): { stage:
             limit: tl.concurrency,
             leaseMs: options.slotLeaseMs,
           };
+    const admission = { takes, slot, budget: budget?.request };
     return {
       tl,
       limits,
       estimate,
-      admission: { takes, slot, budget: budget?.request },
+      admission,
       budget,
       first: undefined,
+      shape: ahead && AdmissionsAhead.shapeOf(admission),
+      need: ahead && {
+        tokens: limits.some((l) => l.dimension === 'tokens') ? estimate.total : 0,
+        amounts: budget ? budget.request.checks.map((c) => c.amount) : [],
+      },
+      ticket: undefined,
+      own: undefined,
     };
   }
 
-  /** Gives back what an admission took: the tokens and request, the slot, the budget reservation. */
-  function giveBack(p: PreparedAdmission, ctx: PipelineContext): void {
-    const { takes, slot, budget } = p.admission;
-    const warn = (what: string) => (err: unknown) => log.warn({ err, reqId: ctx.reqId }, `${what} failed`);
-    if (takes.length > 0)
-      store.adjust(takes.map((t) => ({ bucket: t.bucket, cost: -t.cost }))).catch(warn('refund'));
-    if (slot) store.release(slot.key, slot.id).catch(warn('slot release'));
-    if (budget)
-      store.settle(budget.lease.key, [budget.lease.id], [], budget.ttlMs).catch(warn('budget release'));
+  /**
+   * Starts the admission: with a ticket that covers it (nothing to wait for), else the store
+   * call. Never ahead of requests of the team already waiting: FIFO holds.
+   */
+  function begin(p: PreparedAdmission, ctx: PipelineContext): void {
+    const ticket = ahead && p.shape && p.need && storeUp() ? ahead.take(p.shape, p.need) : undefined;
+    if (ticket) {
+      p.ticket = ticket;
+      p.own = { admission: p.admission, holderId: ctx.holderId };
+      p.admission = ticket.admission;
+      // The slot and the reservation are the ticket's: the request holds them under its id.
+      ctx.holderId = (ticket.admission.slot ?? ticket.admission.budget?.lease)?.id ?? ctx.holderId;
+      p.first = Promise.resolve(ticket.result);
+      return;
+    }
+    p.first = store.admit(p.admission);
+  }
+
+  /** After an admitted request: the next of its shape may find a ticket. */
+  function refill(p: PreparedAdmission): void {
+    if (ahead && p.shape && p.need && storeUp()) {
+      ahead.refill(
+        p.shape,
+        p.admission,
+        p.limits.map((l) => l.dimension === 'tokens'),
+        p.need,
+      );
+    }
+  }
+
+  /**
+   * Gives back what an admission took: the tokens and request, the slot, the budget reservation.
+   * Resolves when the store has answered; a failure is logged, not thrown.
+   */
+  async function giveBack(admission: Admission, reqId: string | undefined): Promise<void> {
+    const { takes, slot, budget } = admission;
+    const warn = (what: string) => (err: unknown) => log.warn({ err, reqId }, `${what} failed`);
+    await Promise.all([
+      takes.length > 0 &&
+        store.adjust(takes.map((t) => ({ bucket: t.bucket, cost: -t.cost }))).catch(warn('refund')),
+      slot && store.release(slot.key, slot.id).catch(warn('slot release')),
+      budget &&
+        store.settle(budget.lease.key, [budget.lease.id], [], budget.ttlMs).catch(warn('budget release')),
+    ]);
   }
 
   const admitter: Admitter = {
@@ -146,16 +217,20 @@ export function createLimits(deps: LimitsDeps, options: LimitsOptions): { stage:
       }
       // Never ahead of requests of the team already waiting: FIFO holds.
       if (!p || (p.tl && p.tl.maxWaitMs > 0 && queueOf(ctx.team.name).size > 0)) return;
-      p.first = store.admit(p.admission);
-      p.first.catch(() => {}); // reported by the stage, or dropped with a cancel
+      begin(p, ctx);
+      p.first!.catch(() => {}); // reported by the stage, or dropped with a cancel
       ctx.admission = p;
     },
     cancel(ctx) {
       const p = ctx.admission;
       ctx.admission = undefined;
+      if (p?.ticket && p.shape) {
+        ahead!.putBack(p.shape, p.ticket);
+        return;
+      }
       p?.first?.then(
         (r) => {
-          if (r.admitted) giveBack(p, ctx);
+          if (r.admitted) void giveBack(p.admission, ctx.reqId);
         },
         () => {},
       );
@@ -163,9 +238,21 @@ export function createLimits(deps: LimitsDeps, options: LimitsOptions): { stage:
   };
 
   async function stage(ctx: PipelineContext, next: Next): Promise<Outcome> {
-    const p = ctx.admission ?? prepare(ctx);
+    let p = ctx.admission;
     ctx.admission = undefined;
-    if (!p) return next(ctx);
+    if (!p) {
+      p = prepare(ctx);
+      if (!p) return next(ctx);
+      if (queueOf(ctx.team.name).size === 0) begin(p, ctx);
+    } else if (p.ticket && !storeUp()) {
+      // The store went away since the ticket was taken (this request's cache read found it
+      // down): the request is admitted as the store's policy says, as if it had no ticket. The
+      // ticket's leases expire in Redis; it cannot be given back now.
+      p.admission = p.own!.admission;
+      ctx.holderId = p.own!.holderId;
+      p.ticket = undefined;
+      p.first = store.admit(p.admission);
+    }
     const { tl, limits, estimate, budget } = p;
     const admitted = await admit(store, p, tl?.maxWaitMs ?? 0, queueOf(ctx.team.name), ctx.signal);
     const headers = rateLimitHeaders(states(limits, admitted.take));
@@ -180,8 +267,17 @@ export function createLimits(deps: LimitsDeps, options: LimitsOptions): { stage:
       });
     }
     budget?.admitted();
-    if (!tl) return next(ctx);
-    ctx.logFields.reserved_tokens = estimate.total;
+    if (p.ticket) {
+      ctx.logFields.admitted_ahead = true;
+      if (budget) ctx.budgetLeaseId = p.admission.budget!.lease.id;
+    }
+    if (!tl) {
+      refill(p);
+      return next(ctx);
+    }
+    // What the buckets were charged: a ticket's cost may be above this request's estimate.
+    const charged = p.ticket ? p.ticket.tokens : estimate.total;
+    ctx.logFields.reserved_tokens = charged;
 
     const { takes, slot } = p.admission;
     const tokenTakes = takes.filter((_, i) => limits[i]!.dimension === 'tokens');
@@ -189,7 +285,8 @@ export function createLimits(deps: LimitsDeps, options: LimitsOptions): { stage:
     const settle = (used: number): void => {
       if (settled) return;
       settled = true;
-      const delta = used - estimate.total;
+      refill(p);
+      const delta = used - charged;
       // Both ride in the request's settle call when it has one (settle-also.ts).
       if (slot) {
         leaveForSettle(ctx, 'release', { key: slot.key, id: slot.id }, () =>
@@ -210,7 +307,7 @@ export function createLimits(deps: LimitsDeps, options: LimitsOptions): { stage:
     return withReconcile(next(ctx), estimate, settle, headers);
   }
 
-  return { stage, admitter };
+  return { stage, admitter, close: async () => ahead?.close() };
 }
 
 /** Adds the rate-limit headers to a refusal from elsewhere (a budget's), keeping its own. */

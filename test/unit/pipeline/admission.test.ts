@@ -19,6 +19,7 @@ import { MemoryStore } from '../../../src/stores/memory-store.js';
 import type { Store } from '../../../src/stores/store.js';
 import { createLogSink } from '../../helpers/log-sink.js';
 import { makePipelineContext } from '../../helpers/pipeline-context.js';
+const NO_AHEAD = { tickets: 0, maxAgeMs: 2_000, headroom: 0.5 };
 
 const DAY_MS = 86_400_000;
 
@@ -76,7 +77,11 @@ function setup(budget: Partial<BudgetConfig>, limits: Partial<TeamLimitsConfig> 
   );
   const stage = createLimitsStage(
     { store, keys, log: createLogSink().log, budget: planner },
-    { teams: [team], limits: { bytesPerToken: 3, expectedCompletionTokens: 100 }, slotLeaseMs: 60_000 },
+    {
+      teams: [team],
+      limits: { bytesPerToken: 3, expectedCompletionTokens: 100, admitAhead: NO_AHEAD },
+      slotLeaseMs: 60_000,
+    },
   );
   return { stage, store, calls, keys };
 }
@@ -127,7 +132,11 @@ function cacheAndLimits() {
         { teams: [team], leaseMs: 60_000, retentionMs: DAY_MS },
       ),
     },
-    { teams: [team], limits: { bytesPerToken: 3, expectedCompletionTokens: 100 }, slotLeaseMs: 60_000 },
+    {
+      teams: [team],
+      limits: { bytesPerToken: 3, expectedCompletionTokens: 100, admitAhead: NO_AHEAD },
+      slotLeaseMs: 60_000,
+    },
   );
   const cache = createCacheStage(
     { store, keys, log, admission: limits.admitter },

@@ -16,7 +16,11 @@ const ROUTING = {
   cooldown: { failures: 10, windowMs: 60_000, cooldownMs: 1000 },
   deadlineMs: 10_000,
 };
-const LIMITS = { bytesPerToken: 3, expectedCompletionTokens: 10 };
+const LIMITS = {
+  bytesPerToken: 3,
+  expectedCompletionTokens: 10,
+  admitAhead: { tickets: 0, maxAgeMs: 2_000, headroom: 0.5 },
+};
 const dep = (id: string): Deployment => ({ id, provider: id, model: 'm' });
 
 function setup() {

@@ -13,7 +13,11 @@ import type { Store } from '../../../src/stores/store.js';
 import { createLogSink } from '../../helpers/log-sink.js';
 import { Canceller } from '../../../src/pipeline/abort.js';
 
-const LIMITS = { bytesPerToken: 3, expectedCompletionTokens: 100 };
+const LIMITS = {
+  bytesPerToken: 3,
+  expectedCompletionTokens: 100,
+  admitAhead: { tickets: 0, maxAgeMs: 2_000, headroom: 0.5 },
+};
 
 function teamLimits(l: Partial<TeamLimitsConfig>): TeamLimitsConfig {
   return {
