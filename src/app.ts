@@ -112,6 +112,7 @@ export function buildApp(config: Config, deps: AppDeps): Gateway {
       fallback: (from, to) => metrics.fallback(from, to),
     },
   });
+  if (pipeline.admissionsAhead) metrics.watchAdmissionsAhead(pipeline.admissionsAhead);
   const finish = requestFinisher(log, metrics);
   const tiers = new Map(
     config.teams.flatMap((t) => {

@@ -319,6 +319,23 @@ export class Metrics {
     };
   }
 
+  /**
+   * Admission ahead's counts since start (pipeline/limits/ahead.ts), read at each scrape: tickets
+   * made, used by a request, given back unused (expired), declined (a limit was near).
+   */
+  watchAdmissionsAhead(read: () => Readonly<Record<string, number>>): void {
+    new Counter({
+      name: 'tollgate_admissions_ahead_total',
+      help: 'Admissions made ahead of their requests (tickets), by outcome: made, used, expired (given back unused), declined (a limit was near).',
+      labelNames: ['outcome'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [outcome, n] of Object.entries(read())) this.inc({ outcome }, n);
+      },
+    });
+  }
+
   /** The text exposition for a scrape. */
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };

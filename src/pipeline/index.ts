@@ -51,6 +51,8 @@ export interface Pipeline {
   next: Next;
   /** Stops the pipeline's background work (cooldown refresh) and writes the spend still queued. */
   close(): Promise<void>;
+  /** Admission ahead's counts, when it is on (limits/ahead.ts). */
+  admissionsAhead: (() => Readonly<Record<string, number>>) | undefined;
 }
 
 export function createPipeline(deps: PipelineDeps): Pipeline {
@@ -112,6 +114,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   ];
   return {
     next: compose(stages, createProviderStage(providers)),
+    admissionsAhead: limits.aheadCounts,
     close: async () => {
       cooldowns.close();
       await limits.close();

@@ -45,7 +45,13 @@ export interface Ticket {
 }
 
 interface Shape {
+  /** Oldest first: used in the order made, so none waits out its age while newer ones are used. */
   tickets: Ticket[];
+  /**
+   * How many tickets to keep: one more each time a request finds none, one less for each given
+   * back unused. One request at a time needs one; a burst of N at once, up to N (the cap).
+   */
+  target: number;
   /** Refills sent and not yet answered. */
   pending: number;
   /** The biggest need seen in this window and the last: tickets are made to fit it. */
@@ -97,20 +103,21 @@ export class AdmissionsAhead {
     if (!pool) return undefined;
     raise(pool.high, need);
     const oldest = this.now() - this.options.maxAgeMs;
-    for (let i = pool.tickets.length - 1; i >= 0; i--) {
+    for (let i = 0; i < pool.tickets.length; i++) {
       const t = pool.tickets[i]!;
       if (t.madeAt < oldest || !covers(t, need)) continue;
       pool.tickets.splice(i, 1);
       this.counts.used += 1;
       return t;
     }
+    if (pool.target < this.options.tickets) pool.target += 1;
     return undefined;
   }
 
   /** A ticket taken for a request that did not need it after all (a cache hit): kept for the next. */
   putBack(shape: string, ticket: Ticket): void {
     const pool = this.shapes.get(shape);
-    if (this.closed || !pool || pool.tickets.length >= this.options.tickets)
+    if (this.closed || !pool || pool.tickets.length >= pool.target)
       void this.deps.giveBack(ticket.admission);
     else pool.tickets.push(ticket);
   }
@@ -123,11 +130,11 @@ export class AdmissionsAhead {
     if (this.closed) return;
     let pool = this.shapes.get(shape);
     if (!pool) {
-      pool = { tickets: [], pending: 0, high: copy(need), lastHigh: copy(need), quietUntil: 0 };
+      pool = { tickets: [], target: 1, pending: 0, high: copy(need), lastHigh: copy(need), quietUntil: 0 };
       this.shapes.set(shape, pool);
     }
     raise(pool.high, need);
-    if (pool.tickets.length + pool.pending >= this.options.tickets || this.now() < pool.quietUntil) return;
+    if (pool.tickets.length + pool.pending >= pool.target || this.now() < pool.quietUntil) return;
     const size = bigger(pool.high, pool.lastHigh);
     const admission = ticketAdmission(template, tokenTakes, size);
     pool.pending += 1;
@@ -141,7 +148,7 @@ export class AdmissionsAhead {
         if (
           this.closed ||
           !this.roomy(admission, result, size) ||
-          pool.tickets.length >= this.options.tickets
+          pool.tickets.length >= pool.target
         ) {
           if (!this.closed) pool.quietUntil = this.now() + this.options.maxAgeMs;
           this.counts.declined += 1;
@@ -193,6 +200,7 @@ export class AdmissionsAhead {
         if (t.madeAt >= oldest) keep.push(t);
         else {
           this.counts.expired += 1;
+          if (pool.target > 1) pool.target -= 1;
           void this.deps.giveBack(t.admission);
         }
       }

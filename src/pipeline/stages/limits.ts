@@ -94,6 +94,8 @@ export interface Limits {
   admitter: Admitter;
   /** Gives back the tickets admission ahead holds (shutdown). */
   close(): Promise<void>;
+  /** Admission ahead's counts (made, used, expired, declined), when it is on. */
+  aheadCounts: (() => Readonly<Record<string, number>>) | undefined;
 }
 
 export function createLimits(deps: LimitsDeps, options: LimitsOptions): Limits {
@@ -307,7 +309,12 @@ export function createLimits(deps: LimitsDeps, options: LimitsOptions): Limits {
     return withReconcile(next(ctx), estimate, settle, headers);
   }
 
-  return { stage, admitter, close: async () => ahead?.close() };
+  return {
+    stage,
+    admitter,
+    close: async () => ahead?.close(),
+    aheadCounts: ahead && (() => ahead.counts),
+  };
 }
 
 /** Adds the rate-limit headers to a refusal from elsewhere (a budget's), keeping its own. */

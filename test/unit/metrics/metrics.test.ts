@@ -345,6 +345,25 @@ describe('Metrics', () => {
     b.stop();
   });
 
+  it('reads admission ahead counts at each scrape, summed across workers', async () => {
+    const a = metrics();
+    const b = metrics();
+    const counts = { made: 3, used: 2, expired: 1, declined: 0 };
+    a.watchAdmissionsAhead(() => counts);
+    b.watchAdmissionsAhead(() => ({ made: 1, used: 1, expired: 0, declined: 4 }));
+    counts.used = 5; // the value at the scrape, not at registration
+    const merged = AggregatorRegistry.aggregate([
+      await a.registry.getMetricsAsJSON(),
+      await b.registry.getMetricsAsJSON(),
+    ]);
+    const { samples } = parse(await merged.metrics());
+    assert.equal(valueOf(samples, 'tollgate_admissions_ahead_total', { outcome: 'made' }), 4);
+    assert.equal(valueOf(samples, 'tollgate_admissions_ahead_total', { outcome: 'used' }), 6);
+    assert.equal(valueOf(samples, 'tollgate_admissions_ahead_total', { outcome: 'declined' }), 4);
+    a.stop();
+    b.stop();
+  });
+
   it('includes the process metrics once asked, under their standard names', async () => {
     const a = metrics({ processMetrics: true });
     const b = metrics({ processMetrics: true });

@@ -232,6 +232,29 @@ describe('admission ahead', () => {
     assert.equal(await level(s, 'rpm', 100), 98);
   });
 
+  it('keeps one ticket for one request at a time, and more after a burst found none', async () => {
+    const s = setup({ concurrency: 100 }, { tickets: 4 });
+    for (let i = 0; i < 4; i++) await request(s, 40);
+    assert.equal(await inFlight(s), 1, 'one at a time: one ticket kept');
+    // Four at once: one finds the ticket, three find none, so the pool grows to four.
+    const held: (() => void)[] = [];
+    const burst = Array.from({ length: 4 }, () =>
+      s.limits.stage(
+        makePipelineContext(),
+        () => new Promise<Outcome>((r) => held.push(() => r(answer(40)))),
+      ),
+    );
+    await turns();
+    for (const release of held) release();
+    await Promise.all(burst);
+    await turns();
+    assert.equal(await inFlight(s), 4, 'four tickets kept for the next burst');
+    await s.limits.close();
+    await turns();
+    assert.equal(await inFlight(s), 0);
+    assert.equal(await level(s, 'rpm', 100), 100 - 8);
+  });
+
   it('is off with tickets: 0', async () => {
     const s = setup({}, { tickets: 0 });
     await request(s, 40);
