@@ -117,8 +117,7 @@ export class AdmissionsAhead {
   /** A ticket taken for a request that did not need it after all (a cache hit): kept for the next. */
   putBack(shape: string, ticket: Ticket): void {
     const pool = this.shapes.get(shape);
-    if (this.closed || !pool || pool.tickets.length >= pool.target)
-      void this.deps.giveBack(ticket.admission);
+    if (this.closed || !pool || pool.tickets.length >= pool.target) void this.deps.giveBack(ticket.admission);
     else pool.tickets.push(ticket);
   }
 
@@ -145,11 +144,7 @@ export class AdmissionsAhead {
           pool.quietUntil = this.now() + this.options.maxAgeMs;
           return;
         }
-        if (
-          this.closed ||
-          !this.roomy(admission, result, size) ||
-          pool.tickets.length >= pool.target
-        ) {
+        if (this.closed || !this.roomy(admission, result, size) || pool.tickets.length >= pool.target) {
           if (!this.closed) pool.quietUntil = this.now() + this.options.maxAgeMs;
           this.counts.declined += 1;
           void this.deps.giveBack(admission);
