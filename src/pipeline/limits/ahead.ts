@@ -140,13 +140,14 @@ export class AdmissionsAhead {
     this.deps.store.admit(admission).then(
       (result) => {
         pool.pending -= 1;
-        if (!result.admitted) {
+        const near = !result.admitted || !this.roomy(admission, result, size);
+        if (near) {
+          // A limit is reached or near: no ticket for this shape for a while.
           pool.quietUntil = this.now() + this.options.maxAgeMs;
-          return;
-        }
-        if (this.closed || !this.roomy(admission, result, size) || pool.tickets.length >= pool.target) {
-          if (!this.closed) pool.quietUntil = this.now() + this.options.maxAgeMs;
           this.counts.declined += 1;
+        }
+        if (!result.admitted) return;
+        if (near || this.closed || pool.tickets.length >= pool.target) {
           void this.deps.giveBack(admission);
           return;
         }

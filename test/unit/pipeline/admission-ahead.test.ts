@@ -11,6 +11,7 @@ import type { Outcome, PipelineContext } from '../../../src/pipeline/types.js';
 import { createKeys, type Keys } from '../../../src/stores/keys.js';
 import { MemoryStore } from '../../../src/stores/memory-store.js';
 import type { Store } from '../../../src/stores/store.js';
+import { countingStore } from '../../helpers/counting-store.js';
 import { createLogSink } from '../../helpers/log-sink.js';
 import { makePipelineContext } from '../../helpers/pipeline-context.js';
 
@@ -33,17 +34,7 @@ function setup(
 ): Setup {
   const clock = { t: 1_700_000_000_000 };
   const inner = new MemoryStore({ now: () => clock.t });
-  const calls = new Map<string, number>();
-  const store = new Proxy(inner, {
-    get(target, prop, receiver) {
-      const v: unknown = Reflect.get(target, prop, receiver);
-      if (typeof v !== 'function') return v;
-      return (...args: unknown[]) => {
-        calls.set(String(prop), (calls.get(String(prop)) ?? 0) + 1);
-        return (v as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  }) as Store;
+  const { store, calls } = countingStore(inner);
   const keys = createKeys(`tg:test:${Math.random()}:`);
   const team = {
     name: 'search',

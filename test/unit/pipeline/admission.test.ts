@@ -15,15 +15,13 @@ import { createCacheStage } from '../../../src/pipeline/stages/cache.js';
 import { createLimits, createLimitsStage } from '../../../src/pipeline/stages/limits.js';
 import type { Outcome, PipelineContext } from '../../../src/pipeline/types.js';
 import { createKeys } from '../../../src/stores/keys.js';
-import { MemoryStore } from '../../../src/stores/memory-store.js';
-import type { Store } from '../../../src/stores/store.js';
+import { countingStore } from '../../helpers/counting-store.js';
 import { createLogSink } from '../../helpers/log-sink.js';
 import { makePipelineContext } from '../../helpers/pipeline-context.js';
 const NO_AHEAD = { tickets: 0, maxAgeMs: 2_000, headroom: 0.5 };
 
 const DAY_MS = 86_400_000;
 
-/** A MemoryStore that counts the calls made to it by name. */
 /** Retries `check` until it passes (work that happens after the response), failing after 2 s. */
 async function eventually(check: () => unknown): Promise<void> {
   const deadline = Date.now() + 2_000;
@@ -36,22 +34,6 @@ async function eventually(check: () => unknown): Promise<void> {
       await new Promise((r) => setTimeout(r, 5));
     }
   }
-}
-
-function countingStore(): { store: Store; calls: Map<string, number> } {
-  const inner = new MemoryStore();
-  const calls = new Map<string, number>();
-  const store = new Proxy(inner, {
-    get(target, prop, receiver) {
-      const v: unknown = Reflect.get(target, prop, receiver);
-      if (typeof v !== 'function') return v;
-      return (...args: unknown[]) => {
-        calls.set(String(prop), (calls.get(String(prop)) ?? 0) + 1);
-        return (v as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-  return { store, calls };
 }
 
 function setup(budget: Partial<BudgetConfig>, limits: Partial<TeamLimitsConfig> | null) {
