@@ -274,8 +274,10 @@ export function createLimits(deps: LimitsDeps, options: LimitsOptions): Limits {
       if (budget) ctx.budgetLeaseId = p.admission.budget!.lease.id;
     }
     if (!tl) {
-      refill(p);
-      return next(ctx);
+      // Budgets only: the next ticket is made once this request has its answer, as below.
+      if (!ahead) return next(ctx);
+      const admitted = p;
+      return next(ctx).finally(() => refill(admitted));
     }
     // What the buckets were charged: a ticket's cost may be above this request's estimate.
     const charged = p.ticket ? p.ticket.tokens : estimate.total;

@@ -28,7 +28,7 @@ interface Setup {
 
 /** The limits stage over a counting MemoryStore on a clock the test moves. */
 function setup(
-  limits: Partial<TeamLimitsConfig>,
+  limits: Partial<TeamLimitsConfig> | null,
   ahead: { tickets?: number; maxAgeMs?: number; headroom?: number } = {},
   budget: Partial<BudgetConfig> | undefined = { usd: 10 },
 ): Setup {
@@ -40,7 +40,7 @@ function setup(
     name: 'search',
     keys: [{ id: 'k1', sha256: 'x', budgets: [] }],
     budgets: budget ? [{ period: 'day', usd: undefined, tokens: undefined, thresholds: [], ...budget }] : [],
-    limits: {
+    limits: limits && {
       rpm: 100,
       tpm: 100_000,
       concurrency: 10,
@@ -244,6 +244,17 @@ describe('admission ahead', () => {
     await turns();
     assert.equal(await inFlight(s), 0);
     assert.equal(await level(s, 'rpm', 100), 100 - 8);
+  });
+
+  it('admits ahead for a team with budgets and no rate limits', async () => {
+    const s = setup(null);
+    await request(s, 40);
+    let admitsOnPath = -1;
+    const ctx = await request(s, 40, {}, (_, n) => (admitsOnPath = n));
+    assert.equal(admitsOnPath, 2, 'the second request made no admit call');
+    assert.equal(ctx.logFields.admitted_ahead, true);
+    assert.equal(ctx.budgetLeaseId, ctx.holderId);
+    await s.limits.close();
   });
 
   it('is off with tickets: 0', async () => {
