@@ -44,7 +44,19 @@ export interface Ticket {
   madeAt: number;
 }
 
+/**
+ * A shape of request: `key`, short, names it (team, key id, model) for the lookup; `full`
+ * (shapeOf) is what its admissions touch, compared before a ticket is used, so a change of period
+ * or of limits never hands out a ticket made for other keys. Hashing `full` (hundreds of
+ * characters, built anew per request) for every lookup cost ~1% of the CPU at saturation.
+ */
+export interface ShapeRef {
+  key: string;
+  full: string;
+}
+
 interface Shape {
+  full: string;
   /** Oldest first: used in the order made, so none waits out its age while newer ones are used. */
   tickets: Ticket[];
   /**
@@ -98,8 +110,8 @@ export class AdmissionsAhead {
   }
 
   /** A ticket that covers `need`, taken from the shape's pool; undefined when none does. */
-  take(shape: string, need: Need): Ticket | undefined {
-    const pool = this.shapes.get(shape);
+  take(shape: ShapeRef, need: Need): Ticket | undefined {
+    const pool = this.pool(shape);
     if (!pool) return undefined;
     raise(pool.high, need);
     const oldest = this.now() - this.options.maxAgeMs;
@@ -115,8 +127,8 @@ export class AdmissionsAhead {
   }
 
   /** A ticket taken for a request that did not need it after all (a cache hit): kept for the next. */
-  putBack(shape: string, ticket: Ticket): void {
-    const pool = this.shapes.get(shape);
+  putBack(shape: ShapeRef, ticket: Ticket): void {
+    const pool = this.pool(shape);
     if (this.closed || !pool || pool.tickets.length >= pool.target) void this.deps.giveBack(ticket.admission);
     else pool.tickets.push(ticket);
   }
@@ -125,12 +137,26 @@ export class AdmissionsAhead {
    * After a request of this shape settled: tops its pool up by one ticket, sized for the
    * biggest request of the shape seen lately, when the pool is not full and no limit is near.
    */
-  refill(shape: string, template: Admission, tokenTakes: readonly boolean[], need: Need): void {
+  refill(shape: ShapeRef, template: Admission, tokenTakes: readonly boolean[], need: Need): void {
     if (this.closed) return;
-    let pool = this.shapes.get(shape);
+    let pool = this.shapes.get(shape.key);
+    if (pool && pool.full !== shape.full) {
+      // The same team, key and model now admit against other keys or limits (a new budget
+      // period, a changed limit): the old tickets go back.
+      for (const t of pool.tickets) void this.deps.giveBack(t.admission);
+      pool = undefined;
+    }
     if (!pool) {
-      pool = { tickets: [], target: 1, pending: 0, high: copy(need), lastHigh: copy(need), quietUntil: 0 };
-      this.shapes.set(shape, pool);
+      pool = {
+        full: shape.full,
+        tickets: [],
+        target: 1,
+        pending: 0,
+        high: copy(need),
+        lastHigh: copy(need),
+        quietUntil: 0,
+      };
+      this.shapes.set(shape.key, pool);
     }
     raise(pool.high, need);
     if (pool.tickets.length + pool.pending >= pool.target || this.now() < pool.quietUntil) return;
@@ -147,7 +173,8 @@ export class AdmissionsAhead {
           this.counts.declined += 1;
         }
         if (!result.admitted) return;
-        if (near || this.closed || pool.tickets.length >= pool.target) {
+        const replaced = this.shapes.get(shape.key) !== pool;
+        if (near || this.closed || replaced || pool.tickets.length >= pool.target) {
           void this.deps.giveBack(admission);
           return;
         }
@@ -185,6 +212,12 @@ export class AdmissionsAhead {
     let n = 0;
     for (const pool of this.shapes.values()) n += pool.tickets.length;
     return n;
+  }
+
+  /** The pool of `shape`, if it holds tickets for exactly those keys and limits. */
+  private pool(shape: ShapeRef): Shape | undefined {
+    const pool = this.shapes.get(shape.key);
+    return pool && pool.full === shape.full ? pool : undefined;
   }
 
   /** Gives back tickets past their age; forgets shapes with nothing left to hold. */

@@ -21,7 +21,13 @@ import { withReconcile } from '../limits/reconcile.js';
 import type { Next, Outcome, PipelineContext, Stage } from '../types.js';
 import type { Cancellation } from '../abort.js';
 import { leaveForSettle } from '../settle-also.js';
-import { AdmissionsAhead, type AheadOptions, type Need, type Ticket } from '../limits/ahead.js';
+import {
+  AdmissionsAhead,
+  type AheadOptions,
+  type Need,
+  type ShapeRef,
+  type Ticket,
+} from '../limits/ahead.js';
 import type { Admission } from '../../stores/store.js';
 
 export interface LimitsDeps {
@@ -69,7 +75,7 @@ export interface PreparedAdmission {
   /** The first admit call, when started ahead; the stage makes it otherwise. */
   first: Promise<AdmissionResult> | undefined;
   /** With admission ahead: the request's shape and what it needs from a ticket. */
-  shape: string | undefined;
+  shape: ShapeRef | undefined;
   need: Need | undefined;
   /** The ticket the request was admitted with, if any: `admission` is then the ticket's. */
   ticket: Ticket | undefined;
@@ -153,7 +159,10 @@ export function createLimits(deps: LimitsDeps, options: LimitsOptions): Limits {
       admission,
       budget,
       first: undefined,
-      shape: ahead && AdmissionsAhead.shapeOf(admission),
+      shape: ahead && {
+        key: `${ctx.team.name}\u0000${ctx.keyId}\u0000${ctx.model}`,
+        full: AdmissionsAhead.shapeOf(admission),
+      },
       need: ahead && {
         tokens: limits.some((l) => l.dimension === 'tokens') ? estimate.total : 0,
         amounts: budget ? budget.request.checks.map((c) => c.amount) : [],

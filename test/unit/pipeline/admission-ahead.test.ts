@@ -246,6 +246,19 @@ describe('admission ahead', () => {
     assert.equal(await level(s, 'rpm', 100), 100 - 8);
   });
 
+  it('never uses a ticket made for another budget period; gives it back at the next refill', async () => {
+    const s = setup({});
+    await request(s, 40);
+    assert.equal(await inFlight(s), 1, 'a ticket for today');
+    s.clock.t += DAY_MS; // tomorrow: the daily budget's counters are other keys
+    let admitsOnPath = -1;
+    const ctx = await request(s, 40, {}, (_, n) => (admitsOnPath = n));
+    assert.equal(admitsOnPath, 3, "admitted on its own: yesterday's ticket does not fit");
+    assert.equal(ctx.logFields.admitted_ahead, undefined);
+    assert.equal(await inFlight(s), 1, "yesterday's ticket went back, today's was made");
+    await s.limits.close();
+  });
+
   it('admits ahead for a team with budgets and no rate limits', async () => {
     const s = setup(null);
     await request(s, 40);
