@@ -38,9 +38,8 @@ export interface Ticket {
   /** The admission the ticket holds: its own slot and lease ids, its costs. */
   admission: Admission;
   result: AdmissionResult;
-  /** What each token bucket was charged (one cost for all of them). */
-  tokens: number;
-  amounts: readonly number[];
+  /** What it holds: each token bucket's charge (one cost for all of them) and each reservation. */
+  size: Need;
   madeAt: number;
 }
 
@@ -182,8 +181,7 @@ export class AdmissionsAhead {
         pool.tickets.push({
           admission,
           result,
-          tokens: size.tokens,
-          amounts: size.amounts,
+          size,
           madeAt: this.now(),
         });
       },
@@ -205,13 +203,6 @@ export class AdmissionsAhead {
       pool.tickets.length = 0;
     }
     await Promise.all(back);
-  }
-
-  /** Tickets kept now, over every shape. */
-  get size(): number {
-    let n = 0;
-    for (const pool of this.shapes.values()) n += pool.tickets.length;
-    return n;
   }
 
   /** The pool of `shape`, if it holds tickets for exactly those keys and limits. */
@@ -279,8 +270,9 @@ function ticketAdmission(template: Admission, tokenTakes: readonly boolean[], si
 }
 
 function covers(t: Ticket, need: Need): boolean {
-  if (t.tokens < need.tokens) return false;
-  for (let i = 0; i < need.amounts.length; i++) if ((t.amounts[i] ?? 0) < need.amounts[i]!) return false;
+  const { size } = t;
+  if (size.tokens < need.tokens) return false;
+  for (let i = 0; i < need.amounts.length; i++) if ((size.amounts[i] ?? 0) < need.amounts[i]!) return false;
   return true;
 }
 

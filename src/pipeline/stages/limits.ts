@@ -289,7 +289,7 @@ export function createLimits(deps: LimitsDeps, options: LimitsOptions): Limits {
       return next(ctx).finally(() => refill(admitted));
     }
     // What the buckets were charged: a ticket's cost may be above this request's estimate.
-    const charged = p.ticket ? p.ticket.tokens : estimate.total;
+    const charged = p.ticket ? p.ticket.size.tokens : estimate.total;
     ctx.logFields.reserved_tokens = charged;
 
     const { takes, slot } = p.admission;
