@@ -14,7 +14,10 @@
 // token does, so that streams opened over a second are all open together. --unique gives each
 // stream a cacheable body of its own (a gateway's cache misses and assembles every stream).
 //   node bench/load-streams.mjs --url http://127.0.0.1:8080/v1/chat/completions --key KEY --streams 1000
-//     [--headers JSON] [--warm-path /v1/models] [--first-chunk-ms MS] [--unique]
+//     [--headers JSON] [--warm-path /v1/models] [--first-chunk-ms MS] [--unique] [--timeline FILE]
+// --timeline writes each stream's launch, response-headers, first-event and end times (ms since
+// the phase began) to FILE as JSON, to see where in the ramp a slow first chunk sits.
+import { writeFileSync } from 'node:fs';
 import { clearInterval, setInterval, setTimeout } from 'node:timers';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -47,6 +50,7 @@ runMain(async () => {
       'warm-path': { type: 'string' },
       'first-chunk-ms': { type: 'string', default: '0' },
       unique: { type: 'boolean', default: false },
+      timeline: { type: 'string' },
     },
     strict: true,
   });
@@ -145,6 +149,7 @@ runMain(async () => {
       t0: performance.now(),
       firstAt: undefined,
       lastAt: undefined,
+      headersAt: undefined,
       endAt: undefined,
       maxGap: 0,
       stalled: false,
@@ -157,6 +162,7 @@ runMain(async () => {
     streams.push(s);
     pool.request({ method: 'POST', path: url.pathname, headers, body: bodyFor(i) }).then(
       (res) => {
+        s.headersAt = performance.now();
         s.status = res.statusCode;
         s.body = res.body;
         if (s.ended) return void res.body.destroy();
@@ -248,6 +254,12 @@ runMain(async () => {
     if (!bad && missing === 0 && !s.stalled) completed++;
     if (s.firstAt !== undefined) ttfc.push(s.firstAt - s.t0);
     if (s.endAt !== undefined && !bad) duration.push(s.endAt - s.t0);
+  }
+
+  if (values.timeline) {
+    const at = (t) => (t === undefined ? null : Math.round((t - start) * 10) / 10);
+    const rows = streams.map((s) => [at(s.t0), at(s.headersAt), at(s.firstAt), at(s.endAt)]);
+    writeFileSync(values.timeline, JSON.stringify({ columns: ['launch', 'headers', 'first', 'end'], rows }));
   }
 
   emit({

@@ -109,7 +109,9 @@ const USAGE = `usage: node bench/run.mjs [options]   (or: npm run bench -- [opti
                         keys go under a random prefix tg:bench:<hex>: and are deleted at the end
   --retries N           --suite state: measure a phase again, up to N times, when other processes
                         used > 10% of either core (or steal > 5%) while it ran (default 2)
-  --phases LIST         --suite state: from miss,hit,rate,probe (default: all), e.g. --only cache
+  --phases LIST         default suite: from http,streams (default: both), e.g. --phases streams
+                        --only bare,tollgate --profile measures and profiles the streams alone;
+                        --suite state: from miss,hit,rate,probe (default: all), e.g. --only cache
                         --phases hit --profile profiles the hit path alone
   --trace-gc            --suite state: run tollgate with --trace-gc and report its GC pauses per phase
   --lead-in S           --suite state: unmeasured seconds at the start of each fixed-rate phase
@@ -153,7 +155,7 @@ function parseOptions() {
       suite: { type: 'string', default: 'default' },
       'redis-url': { type: 'string', default: 'redis://127.0.0.1:6379' },
       retries: { type: 'string', default: '2' },
-      phases: { type: 'string', default: 'miss,hit,rate,probe' },
+      phases: { type: 'string' },
       'trace-gc': { type: 'boolean', default: false },
       'lead-in': { type: 'string' },
       'memory-cache-mb': { type: 'string' },
@@ -167,10 +169,9 @@ function parseOptions() {
     process.exit(0);
   }
   if (!SUITES.includes(values.suite)) throw new Error(`--suite: unknown suite '${values.suite}'`);
-  for (const p of values.phases.split(',')) {
-    if (!['miss', 'hit', 'rate', 'probe'].includes(p.trim()))
-      throw new Error(`--phases: unknown phase '${p}'`);
-  }
+  const knownPhases = values.suite === 'state' ? ['miss', 'hit', 'rate', 'probe'] : ['http', 'streams'];
+  const phases = values.phases ? values.phases.split(',').map((s) => s.trim()) : knownPhases;
+  for (const p of phases) if (!knownPhases.includes(p)) throw new Error(`--phases: unknown phase '${p}'`);
   const known = values.suite === 'state' ? STATE_TARGETS : ALL_TARGETS;
   const only = values.only ? values.only.split(',').map((s) => s.trim()) : known;
   for (const t of only) if (!known.includes(t)) throw new Error(`--only: unknown target '${t}'`);
@@ -179,7 +180,7 @@ function parseOptions() {
     suite: values.suite,
     redisUrl: values['redis-url'],
     retries: nonNegativeInt('retries', values.retries),
-    phases: values.phases.split(',').map((s) => s.trim()),
+    phases,
     traceGc: values['trace-gc'],
     memoryCacheMb: values['memory-cache-mb']
       ? positiveInt('memory-cache-mb', values['memory-cache-mb'])
@@ -977,10 +978,10 @@ function contention(results) {
   for (const name of PROXIES) {
     const r = results[name];
     if (!r) continue;
-    r.saturationRounds.forEach((x, i) =>
+    r.saturationRounds?.forEach((x, i) =>
       check(`${TARGET_LABEL[name]}, saturation round ${i + 1}`, x.cpu, true),
     );
-    r.rateRounds.forEach((x, i) =>
+    r.rateRounds?.forEach((x, i) =>
       check(`${TARGET_LABEL[name]}, ${opts.rate} req/s round ${i + 1}`, x.cpu, false),
     );
     check(`${TARGET_LABEL[name]}, streams`, r.streams?.cpu, false);
@@ -1033,7 +1034,7 @@ function report(results, checks, warnings, m) {
   const pair = (a, b, d = 2) => `${fmt(a, d)} / ${fmt(b, d)}`;
   const R = `${opts.rate} req/s`;
   const med = opts.rounds > 1 ? ` (median of ${opts.rounds})` : '';
-  const rows = [
+  const httpRows = () => [
     row(`saturation req/s${med}`, (r) => fmt(r.saturation.rps, 0)),
     row(
       'saturation req/s, min - max',
@@ -1056,6 +1057,8 @@ function report(results, checks, warnings, m) {
     ),
     row(`${R} errors / non-2xx`, (r) => `${r.rate.errors} / ${r.rate.non2xx + r.rate.badBody}`),
     row(`${R} CPU of target %`, (r) => fmt(r.rate.targetCpuPct, 0)),
+  ];
+  const streamRows = () => [
     row('streams complete', (r) => `${r.streams.completed} / ${r.streams.streams}`),
     row('streams lost chunks / stalled', (r) => `${r.streams.lostChunks} / ${r.streams.stalled}`),
     row('streams first chunk p50 / p99 ms', (r) => pair(r.streams.ttfcMs.p50, r.streams.ttfcMs.p99, 0)),
@@ -1068,6 +1071,10 @@ function report(results, checks, warnings, m) {
     row('streams all open together', (r) =>
       r.streams.allOpenAtMs === null ? `no (at most ${r.streams.maxOpen})` : `at ${r.streams.allOpenAtMs} ms`,
     ),
+  ];
+  const rows = [
+    ...(opts.phases.includes('http') ? httpRows() : []),
+    ...(opts.phases.includes('streams') ? streamRows() : []),
   ];
   log('\n## Figures\n');
   log(table(['', ...names.map((n) => TARGET_LABEL[n])], rows));
@@ -1248,8 +1255,11 @@ async function main() {
 
   let results;
   try {
-    results = await httpPhases(ctx);
-    for (const name of opts.targets) results[name].streams = await streamPhase(name, ctx);
+    results = opts.phases.includes('http')
+      ? await httpPhases(ctx)
+      : Object.fromEntries(opts.targets.map((name) => [name, {}]));
+    if (opts.phases.includes('streams'))
+      for (const name of opts.targets) results[name].streams = await streamPhase(name, ctx);
   } finally {
     await stopChild(fake.child);
     if (redis) await dropPrefixAndClose(redis, prefix, log);
@@ -1273,7 +1283,11 @@ async function main() {
   writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
   log(`\nresults:  ${file.slice(ROOT.length + 1)}`);
   log(`logs:     ${runDir.slice(ROOT.length + 1)}/`);
-  if (opts.profile) summarizeProfiles(join(runDir, 'profiles-http'));
+  if (opts.profile) {
+    if (opts.phases.includes('http')) summarizeProfiles(join(runDir, 'profiles-http'));
+    if (opts.phases.includes('streams'))
+      summarizeProfiles(join(runDir, 'profiles-streams'), 'tollgate CPU profile over the streams phase');
+  }
   writeFileSync(join(runDir, 'report.md'), `${printed.join('\n')}\n`);
   rmSync(tmp, { recursive: true, force: true });
   // A missed target fails the command, so the bench can gate a CI job.

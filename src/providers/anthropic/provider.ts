@@ -7,10 +7,9 @@
 import type { ProviderConfig } from '../../config/schema.js';
 import { errors } from '../../errors.js';
 import type { Chunk, Deployment, Outcome, PipelineContext, Usage } from '../../pipeline/types.js';
-import { SseParser } from '../sse/parse.js';
+import { SseSource } from '../sse/source.js';
 import type { Provider } from '../types.js';
 import {
-  byteBudget,
   expectEventStream,
   readBody,
   rejectUnlessOk,
@@ -116,9 +115,9 @@ export function createAnthropicProvider(
 }
 
 /**
- * Maps the event stream chunk by chunk as it arrives. A stream that ends without message_stop
- * is a failure, never a silent success; an `error` event throws the mapped error. The body is
- * read to its end after message_stop so the keep-alive socket can be reused.
+ * Maps the event stream chunk by chunk as it arrives (SseSource: a stream that ends without
+ * message_stop is a failure, never a silent success; the body is read to its end after it).
+ * An `error` event throws the mapped error.
  */
 function relayStream(
   res: UpstreamResponse,
@@ -128,29 +127,13 @@ function relayStream(
 ): { chunks: AsyncIterable<Chunk>; usage: Promise<Usage | undefined> } {
   let settle!: (u: Usage | undefined) => void;
   const usage = new Promise<Usage | undefined>((resolve) => (settle = resolve));
-
-  async function* chunks(): AsyncGenerator<Chunk> {
-    const parser = new SseParser();
-    const count = byteBudget(maxBytes, providerName);
-    try {
-      for await (const bytes of res.body as AsyncIterable<Buffer>) {
-        if (mapper.finished) continue;
-        count(bytes);
-        for (const ev of parser.push(bytes)) {
-          for (const chunk of mapper.push(ev)) yield { data: JSON.stringify(chunk) };
-          if (mapper.finished) break;
-        }
-      }
-    } catch (err) {
-      throw res.mapError(err);
-    } finally {
-      res.done();
-      if (!mapper.finished) res.body.destroy();
-      settle(mapper.usage);
-    }
-    if (!mapper.finished)
-      throw errors.upstreamBadResponse(providerName, 'the stream ended before message_stop');
-  }
-
-  return { chunks: chunks(), usage };
+  const chunks = new SseSource(res, providerName, maxBytes, {
+    unfinishedMessage: 'the stream ended before message_stop',
+    settle: () => settle(mapper.usage),
+    event(ev, out) {
+      for (const chunk of mapper.push(ev)) out.push({ data: JSON.stringify(chunk) });
+      return mapper.finished;
+    },
+  });
+  return { chunks, usage };
 }
