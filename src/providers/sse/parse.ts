@@ -12,7 +12,8 @@ export interface SseEvent {
 
 export class SseParser {
   private buffer = '';
-  private data: string[] = [];
+  /** The event's data lines so far: one string for the usual single line, an array past it. */
+  private data: string | string[] | undefined = undefined;
   private event: string | undefined = undefined;
   private readonly decoder = new TextDecoder('utf-8');
   /** Set when the previous chunk ended in CR, so a following LF is not a second line end. */
@@ -24,54 +25,72 @@ export class SseParser {
     // An empty chunk (or one that only starts a multi-byte character) must not forget a pending CR:
     // its LF, arriving next, would otherwise count as a blank line and dispatch the event early.
     if (text.length === 0) return [];
-    if (this.pendingCr && text.startsWith('\n')) text = text.slice(1);
+    if (this.pendingCr && text.charCodeAt(0) === 10 /* \n */) text = text.slice(1);
     this.pendingCr = false;
     const out: SseEvent[] = [];
-    let buf = this.buffer + text;
+    const buf = this.buffer.length > 0 ? this.buffer + text : text;
+    // LF-only streams (every provider's) skip the CR search on each line.
+    const hasCr = buf.includes('\r');
     let start = 0;
     for (;;) {
       const lf = buf.indexOf('\n', start);
-      const cr = buf.indexOf('\r', start);
       let end: number;
       let next: number;
+      const cr = hasCr ? buf.indexOf('\r', start) : -1;
       if (cr !== -1 && (lf === -1 || cr < lf)) {
         end = cr;
         if (cr + 1 === buf.length) {
           // CR at the very end: the LF of a CRLF may be in the next push.
           this.pendingCr = true;
           next = cr + 1;
-        } else next = buf[cr + 1] === '\n' ? cr + 2 : cr + 1;
+        } else next = buf.charCodeAt(cr + 1) === 10 ? cr + 2 : cr + 1;
       } else if (lf !== -1) {
         end = lf;
         next = lf + 1;
       } else break;
-      this.line(buf.slice(start, end), out);
+      this.line(buf, start, end, out);
       start = next;
     }
-    buf = buf.slice(start);
-    this.buffer = buf;
+    this.buffer = start === 0 ? buf : buf.slice(start);
     return out;
   }
 
   /** Call at end of input: an unterminated last event is not dispatched (per the spec). */
   get pending(): boolean {
-    return this.buffer.length > 0 || this.data.length > 0;
+    return this.buffer.length > 0 || this.data !== undefined;
   }
 
-  private line(line: string, out: SseEvent[]): void {
-    if (line.length === 0) {
-      if (this.data.length > 0) out.push({ event: this.event, data: this.data.join('\n') });
-      this.data = [];
+  /** The line buf[start, end), read in place: only its value is copied out. */
+  private line(buf: string, start: number, end: number, out: SseEvent[]): void {
+    if (start === end) {
+      const data = this.data;
+      if (data !== undefined)
+        out.push({ event: this.event, data: typeof data === 'string' ? data : data.join('\n') });
+      this.data = undefined;
       this.event = undefined;
       return;
     }
-    if (line.charCodeAt(0) === 58 /* ':' */) return;
-    const colon = line.indexOf(':');
-    const field = colon === -1 ? line : line.slice(0, colon);
-    let value = colon === -1 ? '' : line.slice(colon + 1);
-    if (value.charCodeAt(0) === 32 /* ' ' */) value = value.slice(1);
-    if (field === 'data') this.data.push(value);
-    else if (field === 'event') this.event = value;
+    const first = buf.charCodeAt(start);
+    if (first === 58 /* ':' */) return;
+    let valueAt: number;
+    let field: string;
+    if (first === 100 /* d */ && buf.startsWith('data:', start)) {
+      field = 'data';
+      valueAt = start + 5;
+    } else {
+      const colon = buf.indexOf(':', start);
+      const hasColon = colon !== -1 && colon < end;
+      field = buf.slice(start, hasColon ? colon : end);
+      valueAt = hasColon ? colon + 1 : end;
+    }
+    if (valueAt < end && buf.charCodeAt(valueAt) === 32 /* ' ' */) valueAt++;
+    if (field === 'data') {
+      const value = buf.slice(valueAt, end);
+      const data = this.data;
+      if (data === undefined) this.data = value;
+      else if (typeof data === 'string') this.data = [data, value];
+      else data.push(value);
+    } else if (field === 'event') this.event = buf.slice(valueAt, end);
     // `id` and `retry` do not matter to a relay of LLM streams.
   }
 }

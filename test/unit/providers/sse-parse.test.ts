@@ -47,6 +47,14 @@ describe('SseParser', () => {
     ]);
   });
 
+  it('reads a field without a colon as an empty value, and three or more data lines in order', () => {
+    assert.deepEqual(all(['data\n\nevent:ping\ndata: a\ndata: b\ndata: c\n\ndatum: no\ndata:\n\n']), [
+      { event: undefined, data: '' },
+      { event: 'ping', data: 'a\nb\nc' },
+      { event: undefined, data: '' },
+    ]);
+  });
+
   it('does not dispatch an unterminated last event', () => {
     const p = new SseParser();
     assert.deepEqual(p.push('data: partial'), []);
