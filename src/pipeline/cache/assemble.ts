@@ -67,6 +67,9 @@ interface ChoiceState {
   finishReason: string | null;
 }
 
+/** Received chunk text held before it is folded in: a long stream is folded as it goes. */
+const FOLD_BYTES = 64 * 1024;
+
 const KNOWN_DELTA_FIELDS = new Set(['role', 'content', 'refusal', 'tool_calls', 'annotations']);
 
 type Json = Record<string, unknown>;
@@ -86,17 +89,42 @@ export class StreamAssembler {
   private readonly choices = new Map<number, ChoiceState>();
   /** Text accumulated so far: past maxBytes the entry could not be stored, so stop holding it. */
   private bytes = 0;
+  /**
+   * Chunks received and not folded in yet. Folding parses each chunk's JSON, which a relay should
+   * not pay while the client waits for the next chunk: chunks are kept as received (the
+   * accounting stage keeps the same strings) and folded at the end, or FOLD_BYTES at a time.
+   */
+  private unfolded: string[] = [];
+  private unfoldedBytes = 0;
 
   constructor(private readonly maxBytes: number = Number.POSITIVE_INFINITY) {}
 
   /** False once a chunk could not be folded in (or the text outgrew maxBytes). */
   get ok(): boolean {
+    this.fold();
     return !this.broken;
   }
 
   /** Feeds one chunk's `data` text (never `[DONE]`). */
   push(data: string): void {
     if (this.broken) return;
+    this.unfolded.push(data);
+    this.unfoldedBytes += data.length;
+    if (this.unfoldedBytes >= FOLD_BYTES) this.fold();
+  }
+
+  private fold(): void {
+    const pending = this.unfolded;
+    if (pending.length === 0) return;
+    this.unfolded = [];
+    this.unfoldedBytes = 0;
+    for (const data of pending) {
+      if (this.broken) return;
+      this.foldOne(data);
+    }
+  }
+
+  private foldOne(data: string): void {
     let chunk: unknown;
     try {
       chunk = JSON.parse(data);
@@ -125,6 +153,7 @@ export class StreamAssembler {
    * hidden from this stage when the client did not ask for it.
    */
   finish(usage?: Usage): ChatCompletion | undefined {
+    this.fold();
     if (this.broken || this.id === undefined) return undefined;
     const u = usage ?? this.usage;
     const choices = [...this.choices.values()].sort((a, b) => a.index - b.index).map(buildChoice);
@@ -145,6 +174,7 @@ export class StreamAssembler {
   private fail(): void {
     this.broken = true;
     this.choices.clear();
+    this.unfolded = [];
   }
 
   private choice(index: number): ChoiceState {

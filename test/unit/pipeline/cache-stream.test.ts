@@ -147,6 +147,23 @@ describe('assemble', () => {
     assert.equal(assemble([]), undefined);
   });
 
+  it('folds a long stream across its 64 KB folding steps, and a bad chunk anywhere spoils it', () => {
+    const env = '"id":"c","object":"chat.completion.chunk","created":1,"model":"m"';
+    const piece = (i: number): string =>
+      `{${env},"choices":[{"index":0,"delta":{"content":"${String(i).padStart(4, '0')} "},"finish_reason":null}]}`;
+    const data = Array.from({ length: 2000 }, (_, i) => piece(i));
+    const end = `{${env},"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`;
+    const got = assemble([...data, end])!;
+    assert.equal(
+      got.choices[0]!.message.content,
+      Array.from({ length: 2000 }, (_, i) => `${String(i).padStart(4, '0')} `).join(''),
+    );
+    assert.equal(got.choices[0]!.finish_reason, 'stop');
+    const spoiled = [...data];
+    spoiled[1500] = '{not json';
+    assert.equal(assemble([...spoiled, end]), undefined);
+  });
+
   it('stops holding text past maxBytes', () => {
     const a = new StreamAssembler(10);
     for (const d of streamData(chatBody())) a.push(d);
