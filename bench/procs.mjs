@@ -7,7 +7,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { clearTimeout, setTimeout } from 'node:timers';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { request } from 'undici';
+import { request, WebSocket } from 'undici';
 
 export const HOST = '127.0.0.1';
 
@@ -93,6 +93,62 @@ export async function startFake(spawnNode, cpu, root) {
     });
   });
   return { child, origin, pid: child.pid };
+}
+
+/**
+ * Runs full garbage collections in a running Node child (started with --inspect-port=HOST:0) and
+ * resolves true once they are done, false when it could not: SIGUSR1 starts the child's inspector,
+ * whose address it prints on stderr, and HeapProfiler.collectGarbage collects. The child's own
+ * code is not involved, so the bench can take a memory reading without garbage in it from any
+ * Node target (the bare proxy and the peer included).
+ */
+export async function collectGarbage(child, timeoutMs = 10_000) {
+  // Once started, the inspector stays up and a second SIGUSR1 prints nothing: keep its address.
+  child.inspectorUrl ??= await new Promise((resolve) => {
+    let seen = '';
+    const onData = (s) => {
+      seen += s;
+      const m = /Debugger listening on (ws:\/\/\S+)/.exec(seen);
+      if (m) done(m[1]);
+    };
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    function done(v) {
+      clearTimeout(timer);
+      child.stderr.off('data', onData);
+      resolve(v);
+    }
+    child.stderr.on('data', onData);
+    child.kill('SIGUSR1');
+  });
+  const url = child.inspectorUrl;
+  if (!url) return false;
+  const ws = new WebSocket(url);
+  try {
+    await new Promise((ok, fail) => {
+      ws.addEventListener('open', ok, { once: true });
+      ws.addEventListener('error', () => fail(new Error(`inspector at ${url} refused the connection`)), {
+        once: true,
+      });
+    });
+    // Twice: the first collection can leave objects that only a second one frees (weak references).
+    for (let id = 1; id <= 2; id++) {
+      const answered = new Promise((ok) => {
+        const onMessage = (e) => {
+          if (JSON.parse(e.data).id !== id) return;
+          ws.removeEventListener('message', onMessage);
+          ok();
+        };
+        ws.addEventListener('message', onMessage);
+      });
+      ws.send(JSON.stringify({ id, method: 'HeapProfiler.collectGarbage' }));
+      await Promise.race([answered, sleep(timeoutMs).then(() => Promise.reject(new Error('no answer')))]);
+    }
+    return true;
+  } catch {
+    return false;
+  } finally {
+    ws.close();
+  }
 }
 
 /** Lines in a file (a log), or null when there is none. */
