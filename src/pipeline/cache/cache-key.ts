@@ -46,8 +46,7 @@ export function canonicalJson(value: unknown, omitTopLevel?: ReadonlySet<string>
       return;
     }
     const obj = v as Record<string, unknown>;
-    // Default sort compares UTF-16 code units: the same order on every replica and Node version.
-    const names = Object.keys(obj).sort();
+    const names = sortNames(Object.keys(obj));
     out += '{';
     let first = true;
     for (const name of names) {
@@ -63,4 +62,23 @@ export function canonicalJson(value: unknown, omitTopLevel?: ReadonlySet<string>
   };
   write(value, omitTopLevel);
   return out;
+}
+
+/**
+ * `names` sorted in place by UTF-16 code units, as the default sort does: the same order on every
+ * replica and Node version. A body's objects have a handful of keys (a message: role, content),
+ * where an insertion sort needs no scratch array; Array.prototype.sort allocated one per object.
+ */
+function sortNames(names: string[]): string[] {
+  if (names.length > 16) return names.sort();
+  for (let i = 1; i < names.length; i++) {
+    const name = names[i]!;
+    let j = i - 1;
+    while (j >= 0 && names[j]! > name) {
+      names[j + 1] = names[j]!;
+      j--;
+    }
+    names[j + 1] = name;
+  }
+  return names;
 }

@@ -111,6 +111,22 @@ describe('canonicalJson', () => {
     assert.deepEqual(JSON.parse(s), v);
   });
 
+  it('orders keys as the default sort does, for small objects and past 16 keys alike', () => {
+    // Code-unit order: upper case before lower, digits first, 'é' and astral characters last.
+    const names = ['role', 'content', 'Z', 'a1', 'a', '10', '9', 'é', '\u{1F600}', 'ab', 'aB', '_', ''];
+    for (const n of [2, 3, names.length]) {
+      const keys = names.slice(0, n).reverse();
+      const obj = Object.fromEntries(keys.map((k, i) => [k, i]));
+      const expected = `{${[...keys]
+        .sort()
+        .map((k) => `${JSON.stringify(k)}:${obj[k]}`)
+        .join(',')}}`;
+      assert.equal(canonicalJson(obj), expected);
+    }
+    const many = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${(i * 7) % 40}`, i]));
+    assert.deepEqual(Object.keys(JSON.parse(canonicalJson(many)) as object), Object.keys(many).sort());
+  });
+
   it('omits the given top-level names', () => {
     assert.equal(canonicalJson({ a: 1, stream: true }, new Set(['stream'])), '{"a":1}');
   });
