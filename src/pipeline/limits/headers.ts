@@ -21,24 +21,39 @@ export interface LimitState {
   snapshot: BucketSnapshot;
 }
 
+const DIMENSIONS = ['requests', 'tokens'] as const;
+
+/** The names as constants: built per request, they cost a string concatenation each. */
+const HEADER_NAMES = {
+  requests: {
+    limit: 'x-ratelimit-limit-requests',
+    remaining: 'x-ratelimit-remaining-requests',
+    reset: 'x-ratelimit-reset-requests',
+  },
+  tokens: {
+    limit: 'x-ratelimit-limit-tokens',
+    remaining: 'x-ratelimit-remaining-tokens',
+    reset: 'x-ratelimit-reset-tokens',
+  },
+} as const;
+
 /**
  * One set of headers for the tightest bucket of each dimension (the one with the fewest tokens
  * left), so a client that paces itself by them never trips any of the other limits first.
  */
 export function rateLimitHeaders(states: LimitState[]): Record<string, string> {
   const headers: Record<string, string> = {};
-  for (const dimension of ['requests', 'tokens'] as const) {
+  for (const dimension of DIMENSIONS) {
     let tightest: LimitState | undefined;
     for (const s of states) {
       if (s.dimension !== dimension) continue;
       if (!tightest || s.snapshot.remaining < tightest.snapshot.remaining) tightest = s;
     }
     if (!tightest) continue;
-    headers[`x-ratelimit-limit-${dimension}`] = String(tightest.limit);
-    headers[`x-ratelimit-remaining-${dimension}`] = String(
-      Math.max(0, Math.floor(tightest.snapshot.remaining)),
-    );
-    headers[`x-ratelimit-reset-${dimension}`] = formatDuration(tightest.snapshot.resetMs);
+    const names = HEADER_NAMES[dimension];
+    headers[names.limit] = String(tightest.limit);
+    headers[names.remaining] = String(Math.max(0, Math.floor(tightest.snapshot.remaining)));
+    headers[names.reset] = formatDuration(tightest.snapshot.resetMs);
   }
   return headers;
 }
