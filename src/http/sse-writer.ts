@@ -27,7 +27,20 @@ export async function writeSse(
     // Tells nginx-style proxies in front of us not to buffer the stream.
     'x-accel-buffering': 'no',
   });
+  // The headers and the first chunk in one write: the pipeline hands over a stream whose first
+  // chunk is already read (attempts peeks it), and sending the headers on their own cost every
+  // stream a syscall of its own. Released after that chunk, or after this turn when no chunk is
+  // ready by then, so the headers never wait on one that is not there yet.
+  res.cork();
   res.flushHeaders();
+  let corked = true;
+  const release = (): void => {
+    if (!corked) return;
+    corked = false;
+    clearImmediate(fallback);
+    res.uncork();
+  };
+  const fallback = setImmediate(release);
   let first = true;
   try {
     for await (const chunk of outcome.chunks) {
@@ -36,10 +49,14 @@ export async function writeSse(
         first = false;
         hooks.onFirstChunk();
       }
-      if (!res.write(encodeSseData(chunk.data))) await drained(res);
+      const ok = res.write(encodeSseData(chunk.data));
+      release();
+      if (!ok) await drained(res);
     }
+    release();
     if (!res.destroyed) res.end(SSE_DONE);
   } catch (err) {
+    release();
     const visible = hooks.onError(err);
     if (!res.destroyed) {
       if (visible) res.end(encodeSseData(JSON.stringify(visible.toBody())));
