@@ -96,17 +96,15 @@ export class SseSource implements AsyncIterableIterator<Chunk> {
     }
     if (this.waiter)
       return Promise.reject(new Error('SseSource: next() called while a previous call is pending'));
-    if (this.paused) {
-      this.paused = false;
-      this.res.body.resume();
-    }
+    // An empty queue is never paused: take() resumed the body when the queue fell below half.
     return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
   }
 
   /** The consumer stops early: the body is dropped unless its last event came (then read out). */
   return(): Promise<IteratorResult<Chunk>> {
     if (!this.over) {
-      if (!this.started) this.started = true;
+      // A later next() must not start reading a body that is gone.
+      this.started = true;
       this.over = true;
       this.res.done();
       if (this.finished) this.drainToEnd();
@@ -212,7 +210,6 @@ export class SseSource implements AsyncIterableIterator<Chunk> {
       this.paused = false;
       this.res.body.resume();
     }
-    if (!this.started) this.res.body.resume();
   }
 }
 
