@@ -888,7 +888,6 @@ async function streamPhase(name, ctx, roundIndex, memory = false) {
         allOpenKB: allOpen ?? null,
         peakKB: peak,
         perStreamKB: allOpen === undefined ? null : round((allOpen - base) / opts.streams),
-        perStreamVsBeforeKB: allOpen === undefined ? null : round((allOpen - before) / opts.streams),
         peakPerStreamKB: round((peak - base) / opts.streams),
       };
     }

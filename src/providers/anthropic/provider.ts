@@ -125,15 +125,13 @@ function relayStream(
   providerName: string,
   maxBytes: number,
 ): { chunks: AsyncIterable<Chunk>; usage: Promise<Usage | undefined> } {
-  let settle!: (u: Usage | undefined) => void;
-  const usage = new Promise<Usage | undefined>((resolve) => (settle = resolve));
   const chunks = new SseSource(res, providerName, maxBytes, {
     unfinishedMessage: 'the stream ended before message_stop',
-    settle: () => settle(mapper.usage),
+    usage: () => mapper.usage,
     event(ev, out) {
       for (const chunk of mapper.push(ev)) out.push({ data: JSON.stringify(chunk) });
       return mapper.finished;
     },
   });
-  return { chunks, usage };
+  return { chunks, usage: chunks.usage };
 }

@@ -14,12 +14,10 @@ export function relayStream(
   clientWantsUsage: boolean,
   maxBytes: number,
 ): { chunks: AsyncIterable<Chunk>; usage: Promise<Usage | undefined> } {
-  let settle!: (u: Usage | undefined) => void;
-  const usage = new Promise<Usage | undefined>((resolve) => (settle = resolve));
   let seen: Usage | undefined;
   const chunks = new SseSource(res, providerName, maxBytes, {
     unfinishedMessage: 'the stream ended before [DONE]',
-    settle: () => settle(seen),
+    usage: () => seen,
     event(ev, out) {
       const data = ev.data;
       if (data === '[DONE]') return true;
@@ -42,7 +40,7 @@ export function relayStream(
       return false;
     },
   });
-  return { chunks, usage };
+  return { chunks, usage: chunks.usage };
 }
 
 export function isUsage(v: unknown): v is Usage {

@@ -13,11 +13,12 @@
 //   ends before the last event is a failure (hooks.unfinishedMessage), never a silent success;
 // - a body error or a throwing hook fails the stream with the error mapped by res.mapError, after
 //   the chunks queued before it;
-// - hooks.settle runs once when the stream is over, however it ends (end, failure, return());
+// - `usage` settles once, with hooks.usage(), when the stream is over, however it ends (end,
+//   failure, return());
 // - backpressure: past HIGH_WATER queued chunks the body is paused until the consumer catches up;
 // - nothing is read before the first next(), as a generator's body would not run.
 import { errors } from '../../errors.js';
-import type { Chunk } from '../../pipeline/types.js';
+import type { Chunk, Usage } from '../../pipeline/types.js';
 import { byteBudget, type UpstreamResponse } from '../upstream-client.js';
 import { SseParser, type SseEvent } from './parse.js';
 
@@ -27,8 +28,8 @@ export interface SseSourceHooks {
    * stream's last event. May throw (an upstream error event): the stream then fails with it.
    */
   event(ev: SseEvent, out: Chunk[]): boolean;
-  /** The stream is over, one way or another; called once. */
-  settle(): void;
+  /** The usage the stream reported, asked once when it is over, one way or another. */
+  usage(): Usage | undefined;
   /** What the body ended before the last event is called: the error the consumer then gets. */
   unfinishedMessage: string;
 }
@@ -42,6 +43,9 @@ interface Waiter {
 }
 
 export class SseSource implements AsyncIterableIterator<Chunk> {
+  /** Settles when the stream is over; undefined when no usage was seen. */
+  readonly usage: Promise<Usage | undefined>;
+  private settleUsage!: (u: Usage | undefined) => void;
   private readonly parser = new SseParser();
   private readonly count: (bytes: Uint8Array) => void;
   private queue: Chunk[] = [];
@@ -80,6 +84,7 @@ export class SseSource implements AsyncIterableIterator<Chunk> {
     private readonly hooks: SseSourceHooks,
   ) {
     this.count = byteBudget(maxBytes, providerName);
+    this.usage = new Promise((resolve) => (this.settleUsage = resolve));
   }
 
   [Symbol.asyncIterator](): this {
@@ -109,7 +114,7 @@ export class SseSource implements AsyncIterableIterator<Chunk> {
       this.res.done();
       if (this.finished) this.drainToEnd();
       else this.detachAndDestroy();
-      this.hooks.settle();
+      this.settleUsage(this.hooks.usage());
     }
     this.queue = [];
     this.head = 0;
@@ -153,7 +158,7 @@ export class SseSource implements AsyncIterableIterator<Chunk> {
     this.failure = failure;
     this.res.done();
     if (failure !== undefined) this.detachAndDestroy();
-    this.hooks.settle();
+    this.settleUsage(this.hooks.usage());
     this.wake();
     const w = this.waiter;
     if (w) {

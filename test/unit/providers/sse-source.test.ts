@@ -22,12 +22,12 @@ function upstream(): { res: UpstreamResponse; body: PassThrough; doneCalls: () =
   return { res, body, doneCalls: () => done };
 }
 
-/** OpenAI-like hooks: [DONE] ends the stream, an `error` event throws, settles counted. */
+/** OpenAI-like hooks: [DONE] ends the stream, an `error` event throws, the usage asks (settles) counted. */
 function hooks(): SseSourceHooks & { settled: number } {
   const h = {
     settled: 0,
     unfinishedMessage: 'the stream ended before [DONE]',
-    settle: () => void h.settled++,
+    usage: () => void h.settled++,
     event(ev: { event: string | undefined; data: string }, out: Chunk[]): boolean {
       if (ev.data === '[DONE]') return true;
       if (ev.event === 'error') throw errors.upstreamBadResponse('fake', `upstream said: ${ev.data}`);
